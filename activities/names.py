@@ -1,0 +1,11 @@
+"""Activity names, the contract between workflows and the worker (workflows never import clients)."""
+
+PREFLIGHT = "preflight"
+REGISTER_APPLICATION = "register_application"
+SET_REDIRECT_URIS = "set_redirect_uris"
+GRANT_PERMISSIONS = "grant_permissions"
+CREATE_CLIENT_SECRET = "create_client_secret"
+PROVE_SECRET = "prove_secret"
+VERIFY_INTEGRATION = "verify_integration"
+CHECK_CREDENTIAL = "check_credential"
+NOTIFY = "notify"

@@ -1,0 +1,407 @@
+"""The automated steps of the vendor's guide (2-5) plus preflight, verification and the credential
+check, as activities over Microsoft Graph. Every one is idempotent: it reads first and converges."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+import structlog
+from pydantic import SecretStr
+from temporalio import activity
+
+from activities import names
+from activities.errors import blocking, graph_errors
+from activities.models import (
+    ActivityResult,
+    CheckCredentialInput,
+    CreateSecretInput,
+    CredentialCheck,
+    PermissionsInput,
+    PermissionsResult,
+    PreflightInput,
+    PreflightResult,
+    ProveSecretInput,
+    ProveSecretResult,
+    RedirectUrisInput,
+    RegisterInput,
+    RegisterResult,
+    VerifyInput,
+)
+from clients.errors import ApiError, Conflict, NotFound, NotYetReplicated
+from clients.graph import GraphClient
+from clients.graph_models import PasswordCredential, ServicePrincipal
+from clients.msal_auth import MsalTokenProvider
+from clients.yeastar import MIN_FIRMWARE, YeastarClient, parse_firmware
+from common.secret_store import SecretNotFound, SecretStore
+from common.settings import Settings
+from workflows.models import AppIds, SecretRef, Verification
+
+log = structlog.get_logger(__name__)
+
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# What the provisioning identity needs: create apps, and consent to Graph application permissions.
+PROVISIONING_ROLES = {
+    "Application.ReadWrite.All": ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"),
+    "AppRoleAssignment.ReadWrite.All": ("AppRoleAssignment.ReadWrite.All",),
+}
+OPTIONAL_ROLES = {
+    "Policy.Read.All": "the tenant's secret-lifetime policy can't be read; assuming none",
+    "AuditLog.Read.All": "sign-in logs can't be read; a rotation waits a grace period instead of "
+    "confirming the PBX uses the new secret",
+}
+OPERATION_TAG = "[op:{}]"
+
+
+def _attempt() -> int:
+    return activity.info().attempt
+
+
+class ProvisioningActivities:
+    """Holds one Graph client per tenant for the provisioning identity; resolves secrets by reference."""
+
+    def __init__(self, settings: Settings, secrets: SecretStore) -> None:
+        self._settings = settings
+        self._secrets = secrets
+        self._graphs: dict[str, GraphClient] = {}
+
+    async def close(self) -> None:
+        for graph in self._graphs.values():
+            await graph.close()
+
+    def _graph(self, tenant_id: str) -> GraphClient:
+        if tenant_id not in self._graphs:
+            # Another tenant than the configured one: a multi-tenant provisioning app consented there.
+            entra = self._settings.entra.model_copy(update={"tenant_id": tenant_id})
+            self._graphs[tenant_id] = self._graph_client(MsalTokenProvider.from_settings(entra))
+        return self._graphs[tenant_id]
+
+    def _graph_client(self, tokens: MsalTokenProvider) -> GraphClient:
+        entra = self._settings.entra
+        return GraphClient(entra.graph_base_url, tokens, entra.ca_bundle)
+
+    def _token_provider_for_app(self, tenant_id: str, client_id: str, secret: SecretStr) -> MsalTokenProvider:
+        entra = self._settings.entra
+        return MsalTokenProvider(
+            tenant_id,
+            client_id,
+            secret,
+            authority_host=entra.authority_host,
+            graph_base_url=entra.graph_base_url,
+            ca_bundle=entra.ca_bundle,
+            instance_discovery=entra.instance_discovery,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _yeastar(self) -> AsyncIterator[YeastarClient]:
+        pbx = self._settings.yeastar
+        assert pbx.base_url and pbx.client_id and pbx.client_secret, "checked by YeastarSettings"
+        async with YeastarClient(pbx.base_url, pbx.client_id, pbx.client_secret, pbx.ca_bundle) as client:
+            yield client
+
+    async def _stored_secret(self, integration_id: str, key_id: str) -> SecretStr:
+        try:
+            return await self._secrets.get(integration_id, key_id)
+        except SecretNotFound as exc:
+            raise blocking(
+                "SecretNotInStore",
+                str(exc),
+                "The secret's value is not in this worker's secret store (different data dir or key?). "
+                "Point the worker at the right YEC_DATA_DIR / YEC_ENCRYPTION_KEYS, or retry after the "
+                "secret is re-issued.",
+            ) from None
+
+    # ----------------------------------------------------------- preflight
+
+    @activity.defn(name=names.PREFLIGHT)
+    @graph_errors
+    async def preflight(self, req: PreflightInput) -> PreflightResult:
+        graph = self._graph(req.tenant_id)
+        client_id = self._settings.entra.client_id
+        assert client_id is not None, "provisioning identity is checked at worker start-up"
+        own_sp = await graph.get_service_principal_by_app_id(client_id)
+        graph_sp = await graph.get_graph_service_principal()
+        role_names = {role_id: name for name, role_id in graph_sp.app_role_ids().items()}
+        granted = sorted(
+            role_names.get(a.app_role_id, a.app_role_id)
+            for a in await graph.list_app_role_assignments(own_sp.id)
+            if a.resource_id == graph_sp.id
+        )
+        missing = [need for need, any_of in PROVISIONING_ROLES.items() if not set(any_of) & set(granted)]
+        if missing:
+            raise blocking(
+                "MissingPermissions",
+                f"The provisioning app {client_id} lacks the Microsoft Graph application permission(s) "
+                f"{', '.join(missing)} (it has: {', '.join(granted) or 'none'}).",
+                f"In Entra admin center > App registrations > {own_sp.display_name or client_id} > "
+                f"API permissions, add {', '.join(missing)} (Application), click 'Grant admin consent', "
+                "then retry.",
+            )
+        notes = [note for role, note in OPTIONAL_ROLES.items() if role not in granted]
+        lifetime = req.requested_lifetime
+        if "Policy.Read.All" in granted:
+            policy = await graph.get_default_app_management_policy()
+            if policy.password_addition_blocked():
+                raise blocking(
+                    "SecretsForbiddenByPolicy",
+                    "The tenant's app management policy forbids adding client secrets to new apps, and "
+                    "the PBX can only authenticate with a client secret.",
+                    "In Entra admin center > Enterprise applications > App management policies, exempt "
+                    "this app or allow password credentials, then retry.",
+                )
+            max_lifetime = policy.password_max_lifetime()
+            if max_lifetime is not None and max_lifetime < lifetime:
+                notes.append(
+                    f"secret lifetime clamped from {lifetime.days} to {max_lifetime.days} days by the "
+                    "tenant's app management policy"
+                )
+                lifetime = max_lifetime
+        firmware = None
+        if req.check_yeastar:
+            async with self._yeastar() as pbx:
+                firmware = (await pbx.system_info()).firmware_version
+            if parse_firmware(firmware) < MIN_FIRMWARE:
+                raise blocking(
+                    "FirmwareTooOld",
+                    f"The PBX runs firmware {firmware}; the Microsoft Entra ID integration needs "
+                    f"{'.'.join(map(str, MIN_FIRMWARE))} or later.",
+                    "Upgrade the PBX (PBX portal > Maintenance > Upgrade), then retry.",
+                )
+        log.info("preflight passed", tenant_id=req.tenant_id, granted=granted, lifetime_days=lifetime.days)
+        return PreflightResult(
+            granted_roles=granted,
+            secret_lifetime=lifetime,
+            lifetime_note="; ".join(notes) or None,
+            firmware_version=firmware,
+            attempt=_attempt(),
+        )
+
+    # ------------------------------------------------ steps 2-4: the app
+
+    @activity.defn(name=names.REGISTER_APPLICATION)
+    @graph_errors
+    async def register_application(self, req: RegisterInput) -> RegisterResult:
+        graph = self._graph(req.tenant_id)
+        app, created = await graph.upsert_application(
+            req.unique_name,
+            {
+                "displayName": req.display_name,
+                "signInAudience": "AzureADMyOrg",
+                "web": {"redirectUris": [req.redirect_uri]},
+            },
+        )
+        log.info("application registered", client_id=app.app_id, created=created)
+        return RegisterResult(
+            app=AppIds(tenant_id=req.tenant_id, application_object_id=app.id, client_id=app.app_id),
+            created=created,
+            attempt=_attempt(),
+        )
+
+    @activity.defn(name=names.SET_REDIRECT_URIS)
+    @graph_errors
+    async def set_redirect_uris(self, req: RedirectUrisInput) -> ActivityResult:
+        # PATCH replaces the whole collection, so send every URI, not just the new one.
+        await self._graph(req.tenant_id).update_application(
+            req.application_object_id, {"web": {"redirectUris": req.redirect_uris}}
+        )
+        return ActivityResult(attempt=_attempt())
+
+    @activity.defn(name=names.GRANT_PERMISSIONS)
+    @graph_errors
+    async def grant_permissions(self, req: PermissionsInput) -> PermissionsResult:
+        graph = self._graph(req.tenant_id)
+        graph_sp = await graph.get_graph_service_principal()
+        role_ids = graph_sp.app_role_ids()
+        unknown = [p for p in req.permissions if p not in role_ids]
+        if unknown:
+            raise blocking(
+                "UnknownPermission",
+                f"Microsoft Graph in this tenant has no application permission named {', '.join(unknown)}.",
+                "Check the permission names against Microsoft Graph's permissions reference.",
+            )
+        await graph.update_application(
+            req.app.application_object_id,
+            {
+                "requiredResourceAccess": [
+                    {
+                        "resourceAppId": GRAPH_APP_ID,
+                        "resourceAccess": [{"id": role_ids[p], "type": "Role"} for p in req.permissions],
+                    }
+                ]
+            },
+        )
+        our_sp = await self._ensure_service_principal(graph, req.app.client_id)
+        held = {a.app_role_id for a in await graph.list_app_role_assignments(our_sp.id) if a.resource_id == graph_sp.id}
+        assigned = 0
+        for permission in req.permissions:
+            if role_ids[permission] in held:
+                continue
+            try:
+                await graph.assign_app_role(our_sp.id, graph_sp.id, role_ids[permission])
+                assigned += 1
+            except Conflict:
+                pass  # granted by an earlier attempt whose answer was lost
+            except NotFound as exc:
+                # The new service principal hasn't replicated to where the assignment lands yet.
+                raise NotYetReplicated(exc.message, status=exc.status, code=exc.code) from None
+        log.info("admin consent granted", client_id=req.app.client_id, newly_assigned=assigned)
+        return PermissionsResult(
+            service_principal_id=our_sp.id,
+            granted=list(req.permissions),
+            newly_assigned=assigned,
+            attempt=_attempt(),
+        )
+
+    async def _ensure_service_principal(self, graph: GraphClient, app_id: str) -> ServicePrincipal:
+        with contextlib.suppress(NotFound):
+            return await graph.get_service_principal_by_app_id(app_id)
+        try:
+            return await graph.create_service_principal(app_id)
+        except Conflict:
+            return await graph.get_service_principal_by_app_id(app_id)
+
+    # ------------------------------------------------- step 5: the secret
+
+    @activity.defn(name=names.CREATE_CLIENT_SECRET)
+    @graph_errors
+    async def create_client_secret(self, req: CreateSecretInput) -> SecretRef:
+        """Add a password exactly once per operation ID, even if an earlier attempt's answer was lost."""
+        graph = self._graph(req.tenant_id)
+        tag = OPERATION_TAG.format(req.operation_id)
+        stored = set(await self._secrets.key_ids(req.integration_id))
+        for credential in await graph.list_passwords(req.application_object_id):
+            if tag not in (credential.display_name or ""):
+                continue
+            if credential.key_id in stored:
+                log.info("client secret already created by an earlier attempt", key_id=credential.key_id)
+                return _secret_ref(credential, req.expires_at)
+            # Created, but the value never reached the store (answer lost): it can't be recovered.
+            log.warning("removing orphaned client secret", key_id=credential.key_id)
+            await graph.remove_password(req.application_object_id, credential.key_id)
+        display_name = f"{req.description} {tag}"
+        new = await graph.add_password(req.application_object_id, display_name, req.expires_at)
+        await self._secrets.put(req.integration_id, new.key_id, new.secret_text)
+        log.info("client secret created", key_id=new.key_id, expires=new.end_date_time)
+        return _secret_ref(new, req.expires_at)
+
+    @activity.defn(name=names.PROVE_SECRET)
+    @graph_errors
+    async def prove_secret(self, req: ProveSecretInput) -> ProveSecretResult:
+        """Sign in as the new app until Entra accepts the brand-new secret (replication takes seconds)."""
+        secret = await self._stored_secret(req.integration_id, req.key_id)
+        tokens = self._token_provider_for_app(req.tenant_id, req.client_id, secret)
+        heartbeat = asyncio.create_task(_heartbeat_every(10.0))
+        try:
+            waited = await tokens.prove_secret_works(timeout=req.timeout.total_seconds())
+        finally:
+            heartbeat.cancel()
+            tokens.close()
+        log.info("new client secret works", key_id=req.key_id, waited_seconds=round(waited, 1))
+        return ProveSecretResult(waited_seconds=waited, attempt=_attempt())
+
+    # ---------------------------------------------------- step 6 verified
+
+    @activity.defn(name=names.VERIFY_INTEGRATION)
+    @graph_errors
+    async def verify_integration(self, req: VerifyInput) -> Verification:
+        app = req.app
+        assert app.service_principal_id is not None, "permissions step sets the service principal"
+        graph = self._graph(app.tenant_id)
+        warnings: list[str] = []
+        # Look for the admin's sign-in before signing in ourselves, so our own sign-in isn't mistaken for it.
+        evidence = await self._consent_evidence(graph, app, req.consent_confirmed_at, warnings)
+
+        graph_sp = await graph.get_graph_service_principal()
+        role_names = {role_id: name for name, role_id in graph_sp.app_role_ids().items()}
+        held = sorted(
+            role_names.get(a.app_role_id, a.app_role_id)
+            for a in await graph.list_app_role_assignments(app.service_principal_id)
+            if a.resource_id == graph_sp.id
+        )
+        missing = [p for p in req.permissions if p not in held]
+
+        secret = await self._stored_secret(req.integration_id, req.key_id)
+        tokens = self._token_provider_for_app(app.tenant_id, app.client_id, secret)
+        try:
+            async with self._graph_client(tokens) as as_app:
+                users = await as_app.list_users(top=1, max_items=1)
+        finally:
+            tokens.close()
+
+        extensions = None
+        if req.check_yeastar:
+            async with self._yeastar() as pbx:
+                extensions = await pbx.extension_count()
+        if missing:
+            raise blocking(
+                "PermissionsMissing",
+                f"The app {app.client_id} is missing admin consent for {', '.join(missing)}.",
+                "Retry: the permissions step grants them again (someone may have revoked them).",
+            )
+        if evidence is None:
+            warnings.append(
+                "no sign-in or organisation-wide consent by an administrator is visible for the app yet; "
+                "check the PBX shows Connected"
+            )
+        log.info("integration verified", client_id=app.client_id, users_visible=len(users), extensions=extensions)
+        return Verification(
+            token_ok=True,
+            users_readable=True,
+            role_assignments=held,
+            missing_roles=missing,
+            extension_count=extensions,
+            admin_consent_evidence=evidence,
+            warnings=warnings,
+        )
+
+    async def _consent_evidence(
+        self, graph: GraphClient, app: AppIds, since: datetime | None, warnings: list[str]
+    ) -> str | None:
+        assert app.service_principal_id is not None
+        grants = await graph.list_oauth2_permission_grants(app.service_principal_id)
+        org_wide = [g for g in grants if g.consent_type == "AllPrincipals"]
+        if org_wide:
+            scopes = " ".join(sorted(org_wide[0].scopes))
+            return f"organisation-wide delegated consent recorded (scopes: {scopes})"
+        try:
+            sign_ins = await graph.list_service_principal_sign_ins(app.client_id, since=since)
+        except ApiError as exc:  # 403 without AuditLog.Read.All or an Entra P1 licence
+            warnings.append(f"sign-in logs not readable ({exc.code or exc.status}); skipped that check")
+            return None
+        if sign_ins:
+            return f"{len(sign_ins)} sign-in(s) by the app since the confirmation"
+        return None
+
+    # ----------------------------------------------------- lifecycle check
+
+    @activity.defn(name=names.CHECK_CREDENTIAL)
+    @graph_errors
+    async def check_credential(self, req: CheckCredentialInput) -> CredentialCheck:
+        try:
+            passwords = await self._graph(req.tenant_id).list_passwords(req.application_object_id)
+        except NotFound:
+            return CredentialCheck(present=False, application_missing=True, attempt=_attempt())
+        mine = next((p for p in passwords if p.key_id == req.key_id), None)
+        return CredentialCheck(
+            present=mine is not None,
+            expires_at=mine.end_date_time if mine else None,
+            other_key_ids=[p.key_id for p in passwords if p.key_id != req.key_id],
+            attempt=_attempt(),
+        )
+
+
+def _secret_ref(credential: PasswordCredential, requested_expiry: datetime) -> SecretRef:
+    return SecretRef(
+        key_id=credential.key_id,
+        hint=credential.hint or "",
+        display_name=credential.display_name or "",
+        expires_at=credential.end_date_time or requested_expiry,
+    )
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)

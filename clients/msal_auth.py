@@ -1,0 +1,292 @@
+"""App-only tokens for Microsoft Graph through MSAL (client secret or certificate).
+
+MSAL is synchronous and fetches OIDC discovery inside its constructor, so the
+``ConfidentialClientApplication`` is built lazily and every MSAL call runs in a worker thread.
+MSAL's token cache reuses a token until 5 minutes before it expires; MSAL also replays a failed
+token POST for a while (400: 60 s, 429/5xx: Retry-After or 5 s) without contacting the server,
+which is why a brand-new secret is proven with a fresh application per attempt
+(:meth:`MsalTokenProvider.prove_secret_works`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msal
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from msal.exceptions import MsalServiceError
+from pydantic import SecretStr
+
+from clients.errors import ApiError, AuthenticationFailed, NotYetReplicated, Throttled, Transient
+from clients.retry import DEFAULT_RETRY, Clock, RetryConfig, Sleep, call_with_retries
+
+if TYPE_CHECKING:
+    from common.settings import EntraSettings
+
+_AADSTS_RE = re.compile(r"\bAADSTS\d+")
+# Codes a brand-new credential or app gives until it has replicated (DOMAIN.md §2: ~4-18 s):
+# invalid client secret, application not found in the directory.
+_NOT_YET_REPLICATED_AADSTS = frozenset({"AADSTS7000215", "AADSTS700016"})
+# What MSAL assumes when a 429/5xx carries no Retry-After (msal.throttled_http_client).
+_MSAL_DEFAULT_RETRY_AFTER = 5.0
+
+
+@dataclass(frozen=True)
+class CertificateCredential:
+    """A private key plus the SHA-1 thumbprint (hex) of the certificate registered on the app."""
+
+    thumbprint: str
+    private_key_pem: SecretStr = field(repr=False)
+
+    @classmethod
+    def from_pem_file(cls, path: Path) -> CertificateCredential:
+        """Load a PEM file holding the (unencrypted) private key and its certificate."""
+        data = path.read_bytes()
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+            certificate = x509.load_pem_x509_certificates(data)[0]
+        except ValueError as exc:
+            # cryptography's messages describe the format problem, never the key material.
+            raise ValueError(f"{path}: need an unencrypted private key and a certificate ({exc})") from None
+        if _public_der(key.public_key()) != _public_der(certificate.public_key()):
+            raise ValueError(f"{path}: the certificate does not belong to the private key")
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        # Entra identifies the certificate by the SHA-1 thumbprint MSAL puts in the JWT's x5t header.
+        thumbprint = certificate.fingerprint(hashes.SHA1()).hex().upper()
+        return cls(thumbprint=thumbprint, private_key_pem=SecretStr(key_pem.decode("ascii")))
+
+
+Credential = SecretStr | CertificateCredential
+
+
+def _public_der(key: Any) -> bytes:
+    return bytes(
+        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+class _TimeoutSession(requests.Session):
+    """requests has no session-wide timeout; MSAL passes none when given its own http_client."""
+
+    def __init__(self, timeout: float, ca_bundle: Path | None) -> None:
+        super().__init__()
+        self._timeout = timeout
+        self.trust_env = False  # no proxy or CA bundle from the environment: loopback / explicit only
+        self.verify = str(ca_bundle) if ca_bundle else True
+
+    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._timeout)
+        return super().request(*args, **kwargs)
+
+
+class MsalTokenProvider:
+    """Tokens for ``{graph_base_url}/.default`` as one app (the provisioning app, or a new app)."""
+
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        credential: Credential,
+        *,
+        authority_host: str = "https://login.microsoftonline.com",
+        graph_base_url: str = "https://graph.microsoft.com",
+        ca_bundle: Path | None = None,
+        instance_discovery: bool = True,
+        timeout: float = 30.0,
+        retry: RetryConfig = DEFAULT_RETRY,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self._credential = credential
+        self._authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self._scope = f"{graph_base_url.rstrip('/')}/.default"
+        self._instance_discovery = instance_discovery
+        self._retry = retry
+        self._session = _TimeoutSession(timeout, ca_bundle)
+        self._session.hooks["response"].append(self._remember_response)
+        self._last_response = threading.local()  # per worker thread: status + Retry-After seen
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = asyncio.Lock()
+        # MSAL replays a 429/5xx until then (time.monotonic()): waiting is cheaper than asking.
+        self._replay_until = 0.0
+
+    @classmethod
+    def from_settings(cls, entra: EntraSettings) -> MsalTokenProvider:
+        """The provisioning identity (raises SettingsError if it is not configured)."""
+        entra.require_provisioning_identity()
+        assert entra.tenant_id is not None and entra.client_id is not None  # checked just above
+        credential: Credential
+        if entra.certificate_path is not None:
+            credential = CertificateCredential.from_pem_file(entra.certificate_path)
+        else:
+            assert entra.client_secret is not None
+            credential = entra.client_secret
+        return cls(
+            entra.tenant_id,
+            entra.client_id,
+            credential,
+            authority_host=entra.authority_host,
+            graph_base_url=entra.graph_base_url,
+            ca_bundle=entra.ca_bundle,
+            instance_discovery=entra.instance_discovery,
+        )
+
+    def __repr__(self) -> str:
+        return f"MsalTokenProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
+
+    async def token(self) -> str:
+        """An access token; MSAL's cache returns the same one until shortly before it expires."""
+        async with self._lock:
+            if self._app is None:
+                self._app = await asyncio.to_thread(self._build_app)
+            return await asyncio.to_thread(self._acquire, self._app)
+
+    async def invalidate(self, token: str) -> None:
+        """Drop ``token`` from MSAL's cache (Graph rejected it), so the next :meth:`token` is new."""
+        async with self._lock:
+            if self._app is None:
+                return
+            cache = self._app.token_cache
+            for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+                if entry.get("secret") == token:
+                    cache.remove_at(entry)
+
+    async def prove_secret_works(
+        self,
+        *,
+        timeout: float,  # noqa: ASYNC109 - a replication budget spread over many attempts
+        sleep: Sleep = asyncio.sleep,
+        clock: Clock = time.monotonic,
+    ) -> float:
+        """Get a token with this provider's (new) credential, waiting up to ``timeout`` seconds for
+        Entra to accept it. Returns the seconds it took; raises AuthenticationFailed if it never works.
+
+        Each attempt uses a fresh ConfidentialClientApplication: a reused one would replay the
+        identical failed POST from MSAL's HTTP cache for 60 s instead of asking again.
+        """
+        started = clock()
+
+        async def attempt() -> None:
+            app = await asyncio.to_thread(self._build_app)
+            try:
+                await asyncio.to_thread(self._acquire, app)
+            except AuthenticationFailed as exc:
+                if exc.aadsts in _NOT_YET_REPLICATED_AADSTS:
+                    raise NotYetReplicated(
+                        exc.message, status=exc.status, code=exc.aadsts or "", request_id=exc.request_id
+                    ) from exc
+                raise
+            async with self._lock:
+                self._app = app  # proven: later token() calls reuse its cached token
+
+        try:
+            await call_with_retries(
+                attempt,
+                replace(self._retry, replication_timeout=timeout),
+                idempotent=True,
+                describe=f"sign in as {self.client_id}",
+                sleep=sleep,
+                clock=clock,
+            )
+        except NotYetReplicated as exc:
+            # Out of time: report what Entra said, not our interpretation of it.
+            assert isinstance(exc.__cause__, AuthenticationFailed)
+            raise exc.__cause__ from None
+        return clock() - started
+
+    def close(self) -> None:
+        self._session.close()
+
+    # --- worker-thread side -------------------------------------------------------------------
+
+    def _build_app(self) -> msal.ConfidentialClientApplication:
+        credential: str | dict[str, str] = (
+            self._credential.get_secret_value()
+            if isinstance(self._credential, SecretStr)
+            else {
+                "private_key": self._credential.private_key_pem.get_secret_value(),
+                "thumbprint": self._credential.thumbprint,
+            }
+        )
+        try:
+            return msal.ConfidentialClientApplication(
+                self.client_id,
+                client_credential=credential,
+                authority=self._authority,
+                instance_discovery=self._instance_discovery,
+                http_client=self._session,
+            )
+        except requests.RequestException as exc:
+            raise _transport_error(exc, "OIDC discovery") from None
+        except ValueError:
+            # MSAL's ValueError here means OIDC discovery answered 4xx: wrong authority or tenant.
+            raise AuthenticationFailed(
+                f"OIDC discovery failed for authority {self._authority}", code="authority_discovery_failed"
+            ) from None
+
+    def _remember_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._last_response.value = (response.status_code, response.headers.get("Retry-After"))
+
+    def _acquire(self, app: msal.ConfidentialClientApplication) -> str:
+        wait = self._replay_until - time.monotonic()
+        if wait > 0:
+            raise Throttled("token endpoint asked to wait (MSAL would replay its answer)", retry_after=wait)
+        self._last_response.value = None
+        try:
+            result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._scope])
+            seen = self._last_response.value
+        except requests.RequestException as exc:
+            raise _transport_error(exc, "token request") from None
+        except (MsalServiceError, ValueError):
+            # 5xx (MSAL raises) or a body that is not JSON.
+            status, retry_after = self._last_response.value or (None, None)
+            self._note_replay(status, retry_after)
+            raise Transient("token endpoint failed", status=status) from None
+        if "access_token" in result:
+            return str(result["access_token"])
+        status, retry_after = seen or (None, None)
+        self._note_replay(status, retry_after)
+        raise _result_error(result, status, retry_after)
+
+    def _note_replay(self, status: int | None, retry_after: str | None) -> None:
+        if status is not None and (status == 429 or status >= 500):
+            self._replay_until = time.monotonic() + _seconds(retry_after)
+
+
+def _seconds(retry_after: str | None) -> float:
+    try:
+        return float(retry_after) if retry_after else _MSAL_DEFAULT_RETRY_AFTER
+    except ValueError:
+        return _MSAL_DEFAULT_RETRY_AFTER
+
+
+def _transport_error(exc: requests.RequestException, what: str) -> Transient:
+    status = exc.response.status_code if exc.response is not None else None
+    return Transient(f"{what} failed: {type(exc).__name__}", status=status)
+
+
+def _result_error(result: dict[str, Any], status: int | None, retry_after: str | None) -> ApiError:
+    """Map MSAL's error dict (the token endpoint's OAuth2 error body) to our hierarchy."""
+    error = str(result.get("error", "unknown_error"))
+    description = str(result.get("error_description", ""))
+    # The first line is the human part; the rest is trace/correlation IDs and a timestamp.
+    message = description.splitlines()[0] if description else error
+    request_id = result.get("correlation_id")
+    if status == 429:
+        return Throttled(message, retry_after=_seconds(retry_after), code=error, request_id=request_id)
+    if error in ("temporarily_unavailable", "server_error"):
+        return Transient(message, status=status, code=error, request_id=request_id)
+    codes = result.get("error_codes") or []
+    match = _AADSTS_RE.search(description)
+    aadsts = f"AADSTS{codes[0]}" if codes else (match.group(0) if match else None)
+    return AuthenticationFailed(message, aadsts=aadsts, status=status, code=error, request_id=request_id)

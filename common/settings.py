@@ -1,0 +1,215 @@
+"""All configuration, from environment variables (prefix ``YEC_``) and an optional ``.env`` file.
+
+Nested groups use ``__``: ``YEC_ENTRA__TENANT_ID``, ``YEC_TEMPORAL__ADDRESS``. Secret-bearing fields
+are ``SecretStr`` so they never print. A bad value fails at start-up with one message naming every
+bad field (:func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from datetime import timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from notifications.config import ChannelList
+
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _guid(value: str) -> str:
+    if not GUID_RE.match(value):
+        raise ValueError(f"must be a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}")
+    return value.lower()
+
+
+def _https_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValueError(f"must be an https:// URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _existing_file(value: Path) -> Path:
+    if not value.is_file():
+        raise ValueError(f"file not found: {value}")
+    return value
+
+
+Guid = Annotated[str, AfterValidator(_guid)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
+
+
+class TemporalSettings(BaseModel):
+    """Where the Temporal service is. The default is the embedded dev server on this machine."""
+
+    address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = "yeastar-entra"
+    tls_cert: ExistingFile | None = None
+    tls_key: ExistingFile | None = None
+    tls_ca: ExistingFile | None = None
+    api_key: SecretStr | None = None
+    # Bound on cached workflow runs per worker, so memory does not grow with the fleet.
+    max_cached_workflows: int = Field(default=1000, ge=0)
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TemporalSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together (mTLS client certificate)")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return bool(self.tls_cert or self.tls_ca or self.api_key)
+
+
+class EntraSettings(BaseModel):
+    """How to reach Microsoft Entra ID and Graph, and the provisioning identity that calls Graph.
+
+    National clouds: e.g. ``authority_host=https://login.microsoftonline.us`` and
+    ``graph_base_url=https://graph.microsoft.us``.
+    """
+
+    authority_host: HttpsUrl = "https://login.microsoftonline.com"
+    graph_base_url: HttpsUrl = "https://graph.microsoft.com"
+    # CA bundle for both hosts (the simulators' local CA); None means the system trust store.
+    ca_bundle: ExistingFile | None = None
+    # False only for non-Microsoft hosts such as the simulators (MSAL instance discovery).
+    instance_discovery: bool = True
+    tenant_id: Guid | None = None
+    client_id: Guid | None = None
+    client_secret: SecretStr | None = None
+    # PEM file holding the private key and the certificate uploaded to the provisioning app.
+    certificate_path: ExistingFile | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> EntraSettings:
+        if self.client_secret is not None and self.certificate_path is not None:
+            raise ValueError("set either client_secret or certificate_path for the provisioning app, not both")
+        return self
+
+    def require_provisioning_identity(self) -> None:
+        """Raise :class:`SettingsError` unless tenant, client ID and one credential are set."""
+        missing = [f"YEC_ENTRA__{name.upper()}" for name in ("tenant_id", "client_id") if getattr(self, name) is None]
+        if self.client_secret is None and self.certificate_path is None:
+            missing.append("YEC_ENTRA__CLIENT_SECRET or YEC_ENTRA__CERTIFICATE_PATH")
+        if missing:
+            raise SettingsError(["provisioning identity incomplete, missing: " + ", ".join(missing)])
+
+
+class YeastarSettings(BaseModel):
+    """Optional Yeastar P-Series OpenAPI credentials (PBX portal > Integrations > API)."""
+
+    base_url: HttpsUrl | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    ca_bundle: ExistingFile | None = None
+
+    @model_validator(mode="after")
+    def _all_or_nothing(self) -> YeastarSettings:
+        given = [self.base_url, self.client_id, self.client_secret]
+        if any(v is not None for v in given) and not all(v is not None for v in given):
+            raise ValueError("base_url, client_id and client_secret must be set together")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.base_url is not None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="YEC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    temporal: TemporalSettings = TemporalSettings()
+    entra: EntraSettings = EntraSettings()
+    yeastar: YeastarSettings = YeastarSettings()
+
+    data_dir: Path = Path(".data")
+    secret_lifetime_days: int = Field(default=180, ge=1, le=730)
+    # Days before secret expiry at which a reminder goes out; 0 means "at expiry".
+    reminder_offsets_days: list[int] = [30, 14, 7, 3, 1, 0]
+    # While a human step is pending, remind every this many minutes.
+    human_reminder_interval_minutes: int = Field(default=24 * 60, ge=1)
+
+    # Payload/secret-store encryption keys: "keyid:base64key,keyid2:base64key". The first encrypts;
+    # all decrypt, so a key can be rotated by putting the new one first.
+    encryption_keys: SecretStr | None = None
+
+    # Where reminders go (JSON lists, see notifications/config.py); escalation after
+    # `escalate_after_reminders` unanswered reminders about the same pending action.
+    notification_channels: ChannelList = []
+    escalation_channels: ChannelList = []
+    escalate_after_reminders: int = Field(default=3, ge=1)
+
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _check_keys_and_offsets(self) -> Settings:
+        if self.encryption_keys is not None:
+            parse_encryption_keys(self.encryption_keys)
+        if any(d < 0 for d in self.reminder_offsets_days):
+            raise ValueError("reminder_offsets_days must not be negative")
+        return self
+
+    @property
+    def secret_lifetime(self) -> timedelta:
+        return timedelta(days=self.secret_lifetime_days)
+
+    @cached_property
+    def keys(self) -> dict[str, bytes]:
+        """Encryption keys by key ID, active key first. Raises SettingsError if none are set."""
+        if self.encryption_keys is None:
+            raise SettingsError(["YEC_ENCRYPTION_KEYS is not set (generate one with: python starter.py generate-key)"])
+        return parse_encryption_keys(self.encryption_keys)
+
+
+def parse_encryption_keys(raw: SecretStr) -> dict[str, bytes]:
+    keys: dict[str, bytes] = {}
+    for item in filter(None, (part.strip() for part in raw.get_secret_value().split(","))):
+        key_id, sep, encoded = item.partition(":")
+        if not sep or not key_id:
+            raise ValueError("encryption_keys entries must look like keyid:base64key")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except ValueError:
+            raise ValueError(f"encryption key {key_id!r} is not valid base64") from None
+        if len(key) != 32:
+            raise ValueError(f"encryption key {key_id!r} must be 32 bytes (AES-256), got {len(key)}")
+        keys[key_id] = key
+    if not keys:
+        raise ValueError("encryption_keys is empty")
+    return keys
+
+
+class SettingsError(Exception):
+    """Configuration is unusable; ``problems`` holds one line per bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(problems))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's error into one message that names every bad field."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = "YEC_" + "__".join(str(p).upper() for p in err["loc"] if not isinstance(p, int))
+            problems.append(f"{field}: {err['msg']}")
+        raise SettingsError(problems) from None

@@ -1,0 +1,281 @@
+"""End-to-end demo: a PBX goes from "not integrated" to Connected, against the simulators.
+
+    make demo            (or: .venv/bin/python demo.py [--keep-running])
+
+Starts the embedded Temporal dev server (SQLite under .data/demo, UI on http://127.0.0.1:8233), both
+simulators and a worker, then drives the operator CLI (starter.py) and plays the administrator at the
+simulated PBX portal for the two human moments. Re-running is safe: state is kept under .data/demo and
+an integration that is already Connected is simply shown again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from common.dev_server import dev_server_command
+from common.settings import load_settings
+from common.temporal import connect
+from simulators.human import PortalHuman
+from workflows.integration import IntegrationWorkflow
+from workflows.models import IntegrationStatus, Phase, workflow_id_for
+
+ROOT = Path(__file__).resolve().parent
+DEMO_DIR = ROOT / ".data" / "demo"
+INTEGRATION = "demo-pbx"
+ADMIN = "globaladmin@contoso.example"
+
+
+def say(text: str) -> None:
+    print(f"\n==> {text}", flush=True)
+
+
+def human(text: str) -> None:
+    print(f"    [human] {text}", flush=True)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_until(what: str, ready: Callable[[], bool], timeout: float = 60.0) -> None:
+    started = time.monotonic()
+    last_note = started
+    while not ready():
+        now = time.monotonic()
+        if now - started > timeout:
+            raise SystemExit(f"error: {what} did not come up within {timeout:.0f}s (logs: {DEMO_DIR / 'logs'})")
+        if now - last_note >= 5:
+            print(f"    still waiting for {what} ({now - started:.0f}s)", flush=True)
+            last_note = now
+        time.sleep(0.2)
+
+
+def demo_keys() -> str:
+    """A payload/secret-store key for the demo, kept (0600) so re-runs can read earlier state."""
+    key_file = DEMO_DIR / "encryption.key"
+    if not key_file.exists():
+        DEMO_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("demo:" + base64.b64encode(os.urandom(32)).decode())
+    return key_file.read_text().strip()
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            env[name.strip()] = value.strip().strip("'\"")
+    return env
+
+
+class Processes:
+    """Background processes with their output in .data/demo/logs; all stopped on exit."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
+        (DEMO_DIR / "logs").mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> None:
+        log = (DEMO_DIR / "logs" / f"{name}.log").open("ab")
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        self._running.append((name, process))
+        print(f"    started {name} (pid {process.pid}, log .data/demo/logs/{name}.log)", flush=True)
+
+    def check(self) -> bool:
+        """True while every process runs; exits the demo with a pointer to the log otherwise."""
+        for name, process in self._running:
+            if process.poll() is not None:
+                raise SystemExit(f"error: {name} exited with {process.returncode}; see .data/demo/logs/{name}.log")
+        return True
+
+    def stop_all(self) -> None:
+        for _, process in reversed(self._running):
+            process.terminate()
+        for name, process in reversed(self._running):
+            try:
+                process.wait(timeout=25)
+            except subprocess.TimeoutExpired:
+                print(f"    {name} did not stop in time; killing it", flush=True)
+                process.kill()
+
+
+def cli(env: dict[str, str], *args: str, capture: bool = False) -> str:
+    """Run the operator CLI as an operator would, echoing the command."""
+    if not capture:
+        print(f"    $ python starter.py {' '.join(args)}", flush=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "starter.py"), *args],
+        check=False,
+        env=env,
+        cwd=ROOT,
+        text=True,
+        capture_output=capture,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"error: starter.py {args[0]} failed ({result.returncode}): {result.stderr or ''}")
+    return result.stdout if capture else ""
+
+
+async def status_of(client: Client) -> IntegrationStatus:
+    status: IntegrationStatus = await client.get_workflow_handle(workflow_id_for(INTEGRATION)).query(
+        IntegrationWorkflow.status
+    )
+    return status
+
+
+async def wait_for(client: Client, processes: Processes, *phases: Phase, limit: float = 180.0) -> IntegrationStatus:
+    started = time.monotonic()
+    last_phase = None
+    while True:
+        processes.check()
+        status = await status_of(client)
+        if status.phase != last_phase:
+            print(f"    phase: {status.phase}", flush=True)
+            last_phase = status.phase
+        if status.phase in phases or status.phase == Phase.BLOCKED:
+            return status
+        if time.monotonic() - started > limit:
+            raise SystemExit(f"error: still {status.phase} after {limit:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+async def play(env: dict[str, str], processes: Processes) -> None:
+    settings = load_settings()
+    client = await connect(settings)
+    yeastar_url = env["YEC_YEASTAR__BASE_URL"]
+    ca_file = Path(env["YEC_ENTRA__CA_BUNDLE"])
+
+    say(f"Operator: start the integration '{INTEGRATION}' (preflight, then it asks for the redirect URIs)")
+    cli(env, "onboard", INTEGRATION)
+    status = await wait_for(
+        client, processes, Phase.WAITING_FOR_REDIRECT_URIS, Phase.WAITING_FOR_CONSENT, Phase.CONNECTED
+    )
+
+    async with PortalHuman(yeastar_url, ca_file) as portal:
+        if status.phase == Phase.WAITING_FOR_REDIRECT_URIS:
+            say("Human moment 1 (guide step 1): read the redirect URIs in the PBX portal")
+            human("PBX portal > Integrations > Collaboration > Microsoft 365 > Integrate > App Registration")
+            uris = await portal.read_redirect_uris()
+            human(f"Redirect URI:            {uris.redirect_uri}")
+            human(f"Client SSO Redirect URI: {uris.sso_redirect_uri}")
+            args = ["redirect-uris", INTEGRATION, "--redirect-uri", uris.redirect_uri]
+            cli(env, *args, *(["--sso-redirect-uri", uris.sso_redirect_uri] if uris.sso_redirect_uri else []))
+            say("Service: register the app, SSO redirect URI, six Graph permissions + admin consent, client secret")
+            status = await wait_for(client, processes, Phase.WAITING_FOR_CONSENT, Phase.CONNECTED)
+
+        if status.phase == Phase.WAITING_FOR_CONSENT:
+            assert status.app is not None and status.secret is not None
+            say("Human moment 2 (guide step 6): paste the credentials into the PBX and sign in")
+            cli(env, "status", INTEGRATION)
+            secret = SecretStr(cli(env, "secret", INTEGRATION, "--reveal", capture=True).strip())
+            human(f"$ python starter.py secret {INTEGRATION} --reveal   (value pasted, not shown here)")
+            human(f"pastes client ID {status.app.client_id}, tenant ID {status.app.tenant_id} and the secret, Save")
+            await portal.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
+            human(f"signs in at Microsoft as {ADMIN}, ticks 'Consent on behalf of your organization', Accept, OK")
+            page = await portal.sign_in_and_accept(ADMIN)
+            human(f"the PBX page now reads: {page['status']} (first sync: {page.get('sync', {}).get('ok', '?')})")
+            cli(env, "consent", INTEGRATION, "--by", ADMIN)
+            status = await wait_for(client, processes, Phase.CONNECTED)
+
+        if status.phase == Phase.BLOCKED:
+            cli(env, "status", INTEGRATION)
+            raise SystemExit("error: the integration is Blocked (see above)")
+
+        say("Result")
+        cli(env, "status", INTEGRATION)
+        page = await portal.page()
+        print(
+            f"    PBX portal: {page['status']}, syncs ok {page['sync_ok_count']}, failed {page['sync_failure_count']}",
+            flush=True,
+        )
+    say(f"Done: '{INTEGRATION}' is Connected. Temporal UI: http://127.0.0.1:8233 (while the demo runs)")
+
+
+@contextlib.contextmanager
+def environment(extra: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Our settings come from the environment, for this process and every child."""
+    saved = dict(os.environ)
+    os.environ.update(extra)
+    try:
+        yield dict(os.environ)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--keep-running", action="store_true", help="leave server, simulators, worker running")
+    args = parser.parse_args()
+
+    for port, owner in ((7233, "Temporal"), (8443, "Entra simulator"), (8444, "Yeastar simulator")):
+        if port_open(port):
+            raise SystemExit(f"error: port {port} (for the {owner}) is busy; stop whatever is using it, then re-run")
+
+    processes = Processes()
+    try:
+        say("Starting the Temporal dev server (SQLite: .data/demo/temporal/temporal.sqlite)")
+        processes.start("temporal", dev_server_command(DEMO_DIR / "temporal"))
+        wait_until("the Temporal dev server", lambda: processes.check() and port_open(7233))
+
+        say("Starting the Entra ID and Yeastar PBX simulators (HTTPS, local CA)")
+        sim_dir = DEMO_DIR / "sim"
+        env_file = sim_dir / "simulators.env"
+        env_file.unlink(missing_ok=True)
+        processes.start(
+            "simulators",
+            [
+                sys.executable,
+                "-m",
+                "simulators",
+                "all",
+                "--data-dir",
+                str(sim_dir),
+                "--replication-delay",
+                "2",
+                "--sync-interval",
+                "3",
+            ],
+        )
+        wait_until("the simulators", lambda: processes.check() and env_file.exists() and port_open(8444))
+
+        extra = {
+            **read_env_file(env_file),
+            "YEC_ENCRYPTION_KEYS": demo_keys(),
+            "YEC_DATA_DIR": str(DEMO_DIR / "service"),
+            "YEC_LOG_FORMAT": "json",
+        }
+        with environment(extra) as env:
+            say("Starting the worker")
+            processes.start("worker", [sys.executable, str(ROOT / "worker.py")], env)
+            asyncio.run(play(env, processes))
+            if args.keep_running:
+                say("Still running (Ctrl-C to stop). Try: .venv/bin/python starter.py list")
+                with contextlib.suppress(KeyboardInterrupt):
+                    while True:
+                        processes.check()
+                        time.sleep(1)
+    finally:
+        say("Stopping the worker, simulators and dev server")
+        processes.stop_all()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Configuration of one Entra simulator instance; the fault knobs can change at run time."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulators.entra.catalog import DEFAULT_PROVISIONING_ROLES, PROVISIONING_APP_ID, SIM_TENANT_ID
+
+
+@dataclass
+class EntraSimConfig:
+    tenant_id: str = SIM_TENANT_ID
+    provisioning_client_id: str = PROVISIONING_APP_ID
+    provisioning_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    # If set, client assertions signed by this certificate's key are also accepted.
+    provisioning_certificate_pem: bytes | None = field(default=None, repr=False)
+    provisioning_roles: list[str] = field(default_factory=lambda: list(DEFAULT_PROVISIONING_ROLES))
+    # Faults (also settable through POST /_sim/faults).
+    replication_delay_seconds: float = 0.0
+    throttle_every_n_writes: int = 0  # 0 = never; every Nth Graph write answers 429
+    retry_after_seconds: float = 1.0
+    error_rate: float = 0.0  # fraction of Graph requests answering 503
+    drop_rate: float = 0.0  # fraction of Graph requests whose connection is dropped
+    latency_ms: float = 0.0  # added to every Graph and token request
+    seed: int = 0
+    # Sign-in logs become visible this long after the sign-in (Entra: minutes).
+    sign_in_delay_seconds: float = 0.0
+    p1_license: bool = True  # beta sign-in endpoints answer 403 without it
+    state_file: Path | None = None
+    users: int = 5
+    device_code_interval_seconds: int = 5
+    # State-file writes are coalesced over this window so bursts of writes cost one rewrite.
+    persist_debounce_seconds: float = 0.2
+
+
+# Fields that POST /_sim/faults may change, with their types.
+FAULT_FIELDS: dict[str, type] = {
+    "replication_delay_seconds": float,
+    "throttle_every_n_writes": int,
+    "retry_after_seconds": float,
+    "error_rate": float,
+    "drop_rate": float,
+    "latency_ms": float,
+    "seed": int,
+    "sign_in_delay_seconds": float,
+}

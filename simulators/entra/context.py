@@ -1,0 +1,67 @@
+"""What every route handler of one simulator instance shares."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from simulators.clock import Clock
+from simulators.entra.catalog import GRAPH_APP_ID, TENANT_DOMAIN
+from simulators.entra.config import EntraSimConfig
+from simulators.entra.state import EntraState, ServicePrincipal
+
+DEVICE_CODE_LIFETIME_SECONDS = 900
+
+
+@dataclass
+class DeviceAuthorization:
+    device_code: str
+    user_code: str
+    client_id: str
+    scopes: list[str]
+    expires: datetime
+    approved_user_id: str | None = None
+
+
+@dataclass
+class SimContext:
+    config: EntraSimConfig
+    state: EntraState
+    clock: Clock
+    rng: random.Random
+    base_url: str = ""
+    # Pending device-code sign-ins by device_code and by user_code (short-lived, not persisted).
+    devices: dict[str, DeviceAuthorization] = field(default_factory=dict)
+    devices_by_user_code: dict[str, DeviceAuthorization] = field(default_factory=dict)
+
+    async def now(self) -> datetime:
+        return await self.clock.now()
+
+    def replicated(self, created: datetime, now: datetime) -> bool:
+        """Whether an object created at ``created`` is visible everywhere by ``now``."""
+        return now >= created + timedelta(seconds=self.config.replication_delay_seconds)
+
+    def is_tenant(self, segment: str) -> bool:
+        return segment.lower() in (self.config.tenant_id.lower(), TENANT_DOMAIN)
+
+    @property
+    def token_endpoint(self) -> str:
+        return f"{self.base_url}/{self.config.tenant_id}/oauth2/v2.0/token"
+
+    @property
+    def graph_sp(self) -> ServicePrincipal:
+        sp = self.state.service_principal_by_app_id(GRAPH_APP_ID)
+        if sp is None:  # seeded at start and never deletable through the API
+            raise RuntimeError("Microsoft Graph service principal missing from state")
+        return sp
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+CTX_KEY = web.AppKey("entra_sim_context", SimContext)

@@ -1,0 +1,133 @@
+"""The tenant a fresh simulator starts with, and the provisioning app kept in line with the config."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from simulators.entra.catalog import (
+    GRAPH_APP_ID,
+    MICROSOFT_TENANT_ID,
+    ROLE_BY_VALUE,
+    TENANT_DOMAIN,
+    graph_app_roles_json,
+    graph_scopes_json,
+)
+from simulators.entra.config import EntraSimConfig
+from simulators.entra.context import SimContext
+from simulators.entra.directory import (
+    assign_app_role,
+    create_application,
+    create_service_principal,
+    new_key_credential,
+    new_password_credential,
+)
+from simulators.entra.state import DirectoryGroup, DirectoryUser, EntraState, ServicePrincipal
+from simulators.entra.tokens import new_signing_key
+
+ADMIN_UPN = f"admin@{TENANT_DOMAIN}"
+PROVISIONING_DISPLAY_NAME = "Yeastar-Entra provisioning (simulator)"
+# Marks the password credential that carries config.provisioning_secret, replaced at each start.
+PROVISIONING_SECRET_NAME = "simulator provisioning secret"
+
+_FIRST = ["Adele", "Alex", "Diego", "Grady", "Isaiah", "Johanna", "Lee", "Lidia", "Megan", "Nestor"]
+_LAST = ["Vance", "Wilber", "Siciliani", "Archie", "Langer", "Lorenz", "Gu", "Holloway", "Bowen", "Wilke"]
+_JOBS = ["Sales Manager", "Support Engineer", "Marketing Assistant", "Developer", "Office Manager"]
+_GROUPS = [("Sales", "Sales team"), ("Support", "Customer support"), ("All Company", "Everyone")]
+
+
+def stable_id(tenant_id: str, *parts: str) -> str:
+    """Seeded objects get the same IDs on every run, so tests and the demo can name them."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, "entra-sim/" + "/".join((tenant_id, *parts))))
+
+
+def new_state(config: EntraSimConfig, now: datetime) -> EntraState:
+    tenant = config.tenant_id
+    state = EntraState(tenant, new_signing_key())
+    state.add_service_principal(
+        ServicePrincipal(
+            id=stable_id(tenant, "sp", GRAPH_APP_ID),
+            app_id=GRAPH_APP_ID,
+            display_name="Microsoft Graph",
+            created=now,
+            app_owner_organization_id=MICROSOFT_TENANT_ID,
+            sign_in_audience="AzureADMultipleOrgs",
+            app_roles=graph_app_roles_json(),
+            oauth2_permission_scopes=graph_scopes_json(),
+        )
+    )
+    state.add_user(
+        DirectoryUser(
+            id=stable_id(tenant, "user", "admin"),
+            display_name="MOD Administrator",
+            user_principal_name=ADMIN_UPN,
+            mail=ADMIN_UPN,
+            job_title="Global Administrator",
+            is_global_admin=True,
+        )
+    )
+    for n in range(config.users):
+        first, last = _FIRST[n % len(_FIRST)], _LAST[(n // len(_FIRST) + n) % len(_LAST)]
+        suffix = "" if n < len(_FIRST) else str(n)
+        upn = f"{first}.{last}{suffix}@{TENANT_DOMAIN}".lower()
+        state.add_user(
+            DirectoryUser(
+                id=stable_id(tenant, "user", str(n)),
+                display_name=f"{first} {last}",
+                user_principal_name=upn,
+                mail=upn,
+                job_title=_JOBS[n % len(_JOBS)],
+                business_phones=[f"+1 425 555 {n % 10000:04d}"],
+            )
+        )
+    for name, description in _GROUPS:
+        nickname = name.lower().replace(" ", "")
+        state.add_group(
+            DirectoryGroup(
+                id=stable_id(tenant, "group", nickname),
+                display_name=name,
+                mail=f"{nickname}@{TENANT_DOMAIN}",
+                description=description,
+            )
+        )
+    return state
+
+
+def reconcile_provisioning_app(ctx: SimContext, now: datetime) -> None:
+    """Make the provisioning app match the config: it exists with a service principal, exactly the
+    configured Graph roles, the configured secret (and certificate), and public client flows on
+    (so it can also run the device code flow)."""
+    config, state = ctx.config, ctx.state
+    app = state.application_by_app_id(config.provisioning_client_id)
+    # Backdated so replication delays never apply to the seeded identity.
+    seeded_at = now - timedelta(days=1)
+    if app is None:
+        app = create_application(
+            ctx,
+            {"displayName": PROVISIONING_DISPLAY_NAME, "signInAudience": "AzureADMyOrg",
+             "isFallbackPublicClient": True},
+            seeded_at,
+            owners=[],
+            app_id=config.provisioning_client_id,
+        )
+    sp = state.service_principal_by_app_id(app.app_id) or create_service_principal(ctx, app, seeded_at)
+    sp.created = min(sp.created, seeded_at)
+    app.password_credentials = [c for c in app.password_credentials if c.display_name != PROVISIONING_SECRET_NAME]
+    app.password_credentials.append(
+        new_password_credential(
+            config.provisioning_secret, PROVISIONING_SECRET_NAME, seeded_at, now + timedelta(days=730), seeded_at
+        )
+    )
+    if config.provisioning_certificate_pem is not None:
+        cert = new_key_credential(config.provisioning_certificate_pem)
+        if all(k.sha1_thumbprint != cert.sha1_thumbprint for k in app.key_credentials):
+            app.key_credentials.append(cert)
+    graph = ctx.graph_sp
+    wanted = {ROLE_BY_VALUE[name].id for name in config.provisioning_roles}
+    for assignment in state.app_role_assignments(sp.id):
+        if assignment.resource_id == graph.id and assignment.app_role_id not in wanted:
+            state.remove_app_role_assignment(assignment)
+    have = {a.app_role_id for a in state.app_role_assignments(sp.id) if a.resource_id == graph.id}
+    for role_id in sorted(wanted - have):
+        assign_app_role(ctx, sp, graph, role_id, seeded_at)
+    state.touch()

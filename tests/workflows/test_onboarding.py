@@ -1,0 +1,182 @@
+"""IntegrationWorkflow on the time-skipping test server against the simulators over real HTTPS."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from common.secret_store import LocalSecretStore
+from simulators.clock import CallableClock
+from simulators.entra.server import EntraSimConfig
+from simulators.human import PortalHuman
+from tests.conftest import Harness, harness_for, wait_for_phase
+from workflows.integration import IntegrationWorkflow
+from workflows.models import (
+    REQUIRED_GRAPH_PERMISSIONS,
+    ConsentConfirmation,
+    IntegrationStatus,
+    LifecycleOptions,
+    Phase,
+    RedirectUris,
+    Step,
+    StepState,
+)
+
+PORTAL_ADMIN = "admin@contoso.example"
+
+
+async def connect_pbx_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> IntegrationStatus:
+    """Step 6 as the admin does it: paste IDs + secret in the portal, sign in, Accept, then signal."""
+    status = await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
+    assert status.app is not None and status.secret is not None
+    store = LocalSecretStore(h.settings.data_dir / "secrets", h.settings.keys)
+    secret = await store.get(status.integration_id, status.secret.key_id)
+    async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
+        await human.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
+        await human.sign_in_and_accept(PORTAL_ADMIN)
+    await handle.signal(IntegrationWorkflow.consent_completed, ConsentConfirmation(confirmed_by=PORTAL_ADMIN))
+    return await wait_for_phase(handle, Phase.CONNECTED, Phase.BLOCKED)
+
+
+async def portal_redirect_uris(h: Harness) -> RedirectUris:
+    async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
+        return await human.read_redirect_uris()
+
+
+async def test_happy_path_reaches_connected_with_one_of_everything(ts: Harness) -> None:
+    uris = await portal_redirect_uris(ts)
+    async with ts.worker():
+        handle = await ts.start(ts.onboard_input("acme", redirect_uris=uris, yeastar_configured=True))
+        waiting = await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
+        card = waiting.pending_human_action
+        assert card is not None and waiting.app is not None
+        assert card.values["Application (client) ID"] == waiting.app.client_id
+        assert any("consent acme" in c for c in card.commands)
+        status = await connect_pbx_as_human(ts, handle)
+
+    assert status.phase == Phase.CONNECTED, status.blocked
+    assert all(status.steps[s].state == StepState.DONE for s in Step), status.steps
+    assert status.verification is not None
+    assert sorted(status.verification.role_assignments) == sorted(REQUIRED_GRAPH_PERMISSIONS)
+    assert status.verification.extension_count is not None and status.verification.extension_count > 0
+    assert status.verification.admin_consent_evidence, status.warnings
+
+    entra = ts.sims.entra.state
+    assert status.app is not None and status.secret is not None
+    apps = [a for a in entra.applications() if a.get("uniqueName") == "yeastar-pbx-acme"]
+    assert len(apps) == 1
+    app = apps[0]
+    assert app["signInAudience"] == "AzureADMyOrg"
+    assert app["web"]["redirectUris"] == [uris.redirect_uri, uris.sso_redirect_uri]
+    assert [p["keyId"] for p in entra.password_credentials(app["id"])] == [status.secret.key_id]
+    assert status.app.service_principal_id is not None
+    assert len(entra.app_role_assignments(status.app.service_principal_id)) == len(REQUIRED_GRAPH_PERMISSIONS)
+
+
+async def test_redirect_uris_by_update_and_validator_rejects_bad_ones(ts: Harness) -> None:
+    async with ts.worker():
+        handle = await ts.start(ts.onboard_input("by-update"))
+        status = await wait_for_phase(handle, Phase.WAITING_FOR_REDIRECT_URIS)
+        assert status.pending_human_action is not None
+        assert "redirect-uris by-update" in status.pending_human_action.commands[0]
+
+        for bad, reason in [
+            ("http://pbx.example.com/cb", "https"),
+            ("https://pbx.example.com/*/cb", "wildcard"),
+            ("https://pbx.example.com/cb#frag", "fragment"),
+            ("https://pbx.example.com/" + "a" * 300, "256"),
+        ]:
+            with pytest.raises(WorkflowUpdateFailedError) as info:
+                await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, RedirectUris(redirect_uri=bad))
+            assert reason in str(info.value.cause)
+        still = await handle.query(IntegrationWorkflow.status)
+        assert still.redirect_uris is None and still.phase == Phase.WAITING_FOR_REDIRECT_URIS
+
+        good = await portal_redirect_uris(ts)
+        accepted = await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, good)
+        assert accepted.redirect_uris == good
+        with pytest.raises(WorkflowUpdateFailedError, match="already provided"):
+            await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, good)
+        status = await connect_pbx_as_human(ts, handle)
+    assert status.phase == Phase.CONNECTED
+
+
+async def test_blocked_by_policy_then_retry_resumes(ts: Harness) -> None:
+    ts.sims.entra.state.set_policy(password_addition_blocked=True)
+    async with ts.worker():
+        handle = await ts.start(ts.onboard_input("blocked", redirect_uris=await portal_redirect_uris(ts)))
+        status = await wait_for_phase(handle, Phase.BLOCKED)
+        assert status.blocked is not None
+        assert status.blocked.step == Step.PREFLIGHT
+        assert status.blocked.error_type == "SecretsForbiddenByPolicy"
+        assert "App management policies" in status.blocked.fix
+        assert status.pending_human_action is not None
+        assert "retry blocked" in status.pending_human_action.commands[0]
+        assert ts.sims.entra.state.applications_named("yeastar-pbx-blocked") == []  # nothing created
+
+        ts.sims.entra.state.set_policy(password_addition_blocked=False, max_lifetime_days=90)
+        await handle.signal(IntegrationWorkflow.retry)
+        status = await connect_pbx_as_human(ts, handle)
+    assert status.phase == Phase.CONNECTED
+    assert status.steps[Step.PREFLIGHT].attempts == 2
+    assert status.secret is not None and status.connected_at is not None
+    assert timedelta(days=89) < status.secret.expires_at - status.connected_at < timedelta(days=91)
+    assert any("clamped from 180 to 90 days" in w for w in status.warnings)
+
+
+async def test_missing_provisioning_permission_names_it(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    roles = ["Application.ReadWrite.All", "Application.Read.All", "Policy.Read.All"]
+    async with harness_for(ts_env, tmp_path, entra=EntraSimConfig(provisioning_roles=roles)) as h, h.worker():
+        handle = await h.start(h.onboard_input("no-consent-right", redirect_uris=await portal_redirect_uris(h)))
+        status = await wait_for_phase(handle, Phase.BLOCKED)
+    assert status.blocked is not None and status.blocked.error_type == "MissingPermissions"
+    assert "AppRoleAssignment.ReadWrite.All" in status.blocked.message
+    assert "Grant admin consent" in status.blocked.fix
+
+
+async def test_reminders_while_waiting_for_consent(ts: Harness) -> None:
+    options = LifecycleOptions(human_reminder_interval=timedelta(hours=4))
+    async with ts.worker():
+        handle = await ts.start(
+            ts.onboard_input("slow-admin", redirect_uris=await portal_redirect_uris(ts), options=options)
+        )
+        await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
+        await ts.env.sleep(timedelta(hours=13))
+        history = await handle.fetch_history()
+    notify_calls = [
+        e
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "notify"
+    ]
+    assert len(notify_calls) == 3  # at 4, 8 and 12 hours
+
+
+async def test_starting_again_attaches_to_the_running_workflow(ts: Harness) -> None:
+    async with ts.worker():
+        onboard = ts.onboard_input("twice")
+        first = await ts.start(onboard)
+        second = await ts.start(onboard)
+        assert first.result_run_id == second.result_run_id
+        await wait_for_phase(first, Phase.WAITING_FOR_REDIRECT_URIS)
+
+
+async def test_secret_expiry_is_reported(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
+    options = LifecycleOptions(secret_lifetime=timedelta(days=10), credential_check_interval=timedelta(days=30))
+    clock = CallableClock(ts_env.get_current_time)
+    async with harness_for(ts_env, tmp_path, clock=clock) as h, h.worker():
+        handle = await h.start(
+            h.onboard_input("expiring", redirect_uris=await portal_redirect_uris(h), options=options)
+        )
+        connected = await connect_pbx_as_human(h, handle)
+        assert connected.phase == Phase.CONNECTED
+        await h.env.sleep(timedelta(days=11))
+        status = await wait_for_phase(handle, Phase.EXPIRED)
+    assert status.blocked is not None and status.blocked.error_type == "SecretExpired"
+    assert status.pending_human_action is not None
+    assert "retry expiring" in status.pending_human_action.commands[0]

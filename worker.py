@@ -1,0 +1,114 @@
+"""Runs the worker: the integration and rotation workflows plus their activities.
+
+    python worker.py            # settings from YEC_* env vars / .env (see README)
+
+Connects to the Temporal service in settings (the local dev server by default: `python starter.py
+dev-server`), registers the custom search attributes where the server allows it, logs JSON (console
+on a TTY) through the redaction processor, and shuts down gracefully on SIGTERM / SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import structlog
+from temporalio.client import Client
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.notify import NotifyActivities
+from activities.provisioning import ProvisioningActivities
+from common.logging import configure_logging
+from common.secret_store import LocalSecretStore
+from common.settings import Settings, SettingsError, load_settings
+from common.temporal import connect, ensure_search_attributes
+from workflows.integration import IntegrationWorkflow
+
+log = structlog.get_logger("worker")
+
+
+@contextlib.asynccontextmanager
+async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    """A configured (not yet running) worker; closes the activities' HTTP clients afterwards."""
+    provisioning = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
+    notify = NotifyActivities(settings)
+    try:
+        yield Worker(
+            client,
+            task_queue=settings.temporal.task_queue,
+            workflows=[IntegrationWorkflow],
+            activities=[
+                provisioning.preflight,
+                provisioning.register_application,
+                provisioning.set_redirect_uris,
+                provisioning.grant_permissions,
+                provisioning.create_client_secret,
+                provisioning.prove_secret,
+                provisioning.verify_integration,
+                provisioning.check_credential,
+                notify.notify,
+            ],
+            # Bounded, so an idle fleet of thousands of integrations does not grow the worker's memory.
+            max_cached_workflows=settings.temporal.max_cached_workflows,
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
+    finally:
+        await provisioning.close()
+
+
+async def run(settings: Settings) -> None:
+    settings.entra.require_provisioning_identity()
+    try:
+        client = await connect(settings)
+    except RuntimeError as exc:
+        raise SystemExit(
+            f"error: cannot reach Temporal at {settings.temporal.address} ({exc}).\n"
+            "Start the local dev server with `python starter.py dev-server`, or set YEC_TEMPORAL__ADDRESS."
+        ) from None
+    try:
+        added = await ensure_search_attributes(client)
+        if added:
+            log.info("registered search attributes", added=added)
+    except RPCError as exc:
+        log.warning("could not register search attributes; create them on the cluster", error=str(exc))
+
+    async with build_worker(client, settings) as worker:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        log.info(
+            "worker started",
+            address=settings.temporal.address,
+            namespace=settings.temporal.namespace,
+            task_queue=settings.temporal.task_queue,
+        )
+        running = asyncio.create_task(worker.run())
+        await asyncio.wait([running, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            log.info("shutting down: finishing running activities")
+            await worker.shutdown()
+        await running
+    log.info("worker stopped")
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+        settings.keys  # noqa: B018 - fail now, not at the first payload, if no encryption key is set
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(run(settings))
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Typed inputs, state and status of the integration workflow. None of these ever holds a secret value:
+a client secret is represented by a :class:`SecretRef` (key ID, hint, expiry) that activities resolve
+through the secret store."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, field_validator
+
+INTEGRATION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+MAX_REDIRECT_URI_LENGTH = 256
+
+# The six Microsoft Graph application permissions of the vendor's guide (step 4).
+REQUIRED_GRAPH_PERMISSIONS = (
+    "Directory.Read.All",
+    "User.Read.All",
+    "Group.Read.All",
+    "Contacts.Read",
+    "Presence.Read.All",
+    "Presence.ReadWrite.All",
+)
+
+
+def workflow_id_for(integration_id: str) -> str:
+    return f"integration-{integration_id}"
+
+
+def validate_integration_id(value: str) -> str:
+    if not INTEGRATION_ID_RE.match(value):
+        raise ValueError(
+            f"integration ID {value!r} must be 1-63 lowercase letters, digits or '-', starting with a "
+            "letter or digit (e.g. 'acme-hq')"
+        )
+    return value
+
+
+def redirect_uri_problem(uri: str) -> str | None:
+    """Why Entra would reject ``uri`` as a Web redirect URI, or None if it is acceptable."""
+    parts = urlsplit(uri)
+    if parts.scheme != "https" or not parts.netloc:
+        return f"{uri!r} is not an https:// URL (Entra accepts plain http only for localhost)"
+    if len(uri) > MAX_REDIRECT_URI_LENGTH:
+        return f"redirect URI is {len(uri)} characters; Entra allows at most {MAX_REDIRECT_URI_LENGTH}"
+    if "*" in uri:
+        return f"{uri!r} contains a wildcard, which Entra does not allow for Web redirect URIs"
+    if parts.fragment or uri.endswith("#"):
+        return f"{uri!r} contains a fragment (#...), which redirect URIs may not have"
+    return None
+
+
+class RedirectUris(BaseModel):
+    """The two values the admin reads in the PBX portal (Integrations > Collaboration > Microsoft 365).
+
+    Deliberately unvalidated on construction: callers ask :meth:`problems` so an update validator can
+    reject bad input with the reason instead of failing to decode it.
+    """
+
+    redirect_uri: str
+    sso_redirect_uri: str | None = None
+
+    def as_list(self) -> list[str]:
+        return [self.redirect_uri, *([self.sso_redirect_uri] if self.sso_redirect_uri else [])]
+
+    def problems(self) -> list[str]:
+        found = []
+        for label, uri in (("redirect URI", self.redirect_uri), ("SSO redirect URI", self.sso_redirect_uri)):
+            if uri is not None and (problem := redirect_uri_problem(uri)):
+                found.append(f"{label}: {problem}")
+        if self.sso_redirect_uri is not None and self.sso_redirect_uri == self.redirect_uri:
+            found.append("SSO redirect URI: must differ from the redirect URI")
+        return found
+
+
+class LifecycleOptions(BaseModel):
+    """Knobs captured at start so a running workflow does not change behaviour when settings change."""
+
+    secret_lifetime: timedelta = timedelta(days=180)
+    reminder_offsets: list[timedelta] = Field(default_factory=lambda: [timedelta(days=d) for d in (30, 14, 7, 3, 1, 0)])
+    human_reminder_interval: timedelta = timedelta(days=1)
+    # Unanswered reminders about one thing before the escalation channels are added.
+    escalate_after_reminders: int = 3
+    # How often the app's password credentials are checked for removal or expiry outside the service.
+    credential_check_interval: timedelta = timedelta(days=1)
+    # How long to wait for a brand-new secret to replicate before giving up on an attempt.
+    secret_replication_timeout: timedelta = timedelta(minutes=5)
+    # Continue-as-new after this many history events, so a years-long run stays small.
+    max_history_events: int = 2000
+
+
+class OnboardInput(BaseModel):
+    integration_id: str
+    tenant_id: str
+    display_name: str | None = None
+    redirect_uris: RedirectUris | None = None
+    yeastar_configured: bool = False
+    options: LifecycleOptions = Field(default_factory=LifecycleOptions)
+
+    @field_validator("integration_id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return validate_integration_id(value)
+
+    @property
+    def app_display_name(self) -> str:
+        return self.display_name or f"Yeastar P-Series PBX ({self.integration_id})"
+
+    @property
+    def unique_name(self) -> str:
+        # Graph's uniqueName is the idempotency key of the app registration (immutable once set).
+        return f"yeastar-pbx-{self.integration_id}"
+
+
+class Phase(StrEnum):
+    STARTING = "Starting"
+    WAITING_FOR_REDIRECT_URIS = "WaitingForRedirectUris"
+    PROVISIONING = "Provisioning"
+    WAITING_FOR_CONSENT = "WaitingForConsent"
+    VERIFYING = "Verifying"
+    CONNECTED = "Connected"
+    BLOCKED = "Blocked"
+    EXPIRED = "Expired"
+
+
+class Step(StrEnum):
+    PREFLIGHT = "preflight"
+    REDIRECT_URIS = "redirect_uris"
+    REGISTER_APP = "register_app"
+    SSO_REDIRECT_URI = "sso_redirect_uri"
+    PERMISSIONS = "permissions"
+    CLIENT_SECRET = "client_secret"
+    CONNECT_PBX = "connect_pbx"
+    VERIFY = "verify"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    WAITING = "waiting"
+    DONE = "done"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class StepStatus(BaseModel):
+    state: StepState = StepState.PENDING
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_error: str | None = None
+    detail: str | None = None
+
+
+class AppIds(BaseModel):
+    tenant_id: str
+    application_object_id: str
+    client_id: str
+    service_principal_id: str | None = None
+
+
+class SecretRef(BaseModel):
+    """Everything about a client secret except its value."""
+
+    key_id: str
+    hint: str
+    display_name: str
+    expires_at: datetime
+
+
+class InstructionCard(BaseModel):
+    """What the human has to do next, with the exact values to paste."""
+
+    title: str
+    steps: list[str]
+    values: dict[str, str] = Field(default_factory=dict)
+    commands: list[str] = Field(default_factory=list)
+
+
+class Blocked(BaseModel):
+    step: Step
+    error_type: str
+    message: str
+    fix: str
+    since: datetime
+
+
+class Verification(BaseModel):
+    token_ok: bool
+    users_readable: bool
+    role_assignments: list[str]
+    missing_roles: list[str]
+    extension_count: int | None = None
+    admin_consent_evidence: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+
+class IntegrationState(BaseModel):
+    """The workflow's whole state; carried across continue-as-new."""
+
+    input: OnboardInput
+    phase: Phase = Phase.STARTING
+    steps: dict[Step, StepStatus] = Field(default_factory=lambda: {step: StepStatus() for step in Step})
+    redirect_uris: RedirectUris | None = None
+    app: AppIds | None = None
+    granted_permissions: list[str] = Field(default_factory=list)
+    secret: SecretRef | None = None
+    secret_lifetime: timedelta | None = None
+    consent_confirmed_at: datetime | None = None
+    consent_confirmed_by: str | None = None
+    verification: Verification | None = None
+    connected_at: datetime | None = None
+    blocked: Blocked | None = None
+    instruction: InstructionCard | None = None
+    warnings: list[str] = Field(default_factory=list)
+    notifications_sent: list[str] = Field(default_factory=list)
+    credentials_checked_at: datetime | None = None
+    continued_as_new: int = 0
+
+
+class IntegrationStatus(BaseModel):
+    """What the `status` query returns: the state plus the pending human action in plain words."""
+
+    integration_id: str
+    workflow_id: str
+    phase: Phase
+    steps: dict[Step, StepStatus]
+    app: AppIds | None
+    secret: SecretRef | None
+    redirect_uris: RedirectUris | None
+    granted_permissions: list[str]
+    verification: Verification | None
+    blocked: Blocked | None
+    pending_human_action: InstructionCard | None
+    warnings: list[str]
+    connected_at: datetime | None
+    history_length: int
+    continued_as_new: int
+
+
+class ConsentConfirmation(BaseModel):
+    confirmed_by: str | None = None
+    note: str | None = None
