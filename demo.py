@@ -27,7 +27,8 @@ from temporalio.client import Client
 
 from common.dev_server import dev_server_command
 from common.settings import load_settings
-from common.temporal import connect
+from common.temporal import connect, exit_process
+from simulators.entra.seed import ADMIN_UPN
 from simulators.human import PortalHuman
 from workflows.integration import IntegrationWorkflow
 from workflows.models import IntegrationStatus, Phase, workflow_id_for
@@ -35,7 +36,7 @@ from workflows.models import IntegrationStatus, Phase, workflow_id_for
 ROOT = Path(__file__).resolve().parent
 DEMO_DIR = ROOT / ".data" / "demo"
 INTEGRATION = "demo-pbx"
-ADMIN = "globaladmin@contoso.example"
+ADMIN = ADMIN_UPN
 
 
 def say(text: str) -> None:
@@ -279,3 +280,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    exit_process(0)

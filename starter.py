@@ -38,7 +38,7 @@ from common import search_attributes
 from common.dev_server import dev_server_command
 from common.secret_store import LocalSecretStore, SecretNotFound
 from common.settings import Settings, SettingsError, load_settings
-from common.temporal import connect
+from common.temporal import connect, exit_process
 from workflows.integration import IntegrationWorkflow
 from workflows.models import (
     ConsentConfirmation,
@@ -63,7 +63,7 @@ class UserError(Exception):
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(code)
+    exit_process(code)
 
 
 # ----------------------------------------------------------------- output
@@ -399,12 +399,11 @@ def main(argv: list[str] | None = None) -> None:
             run_dev_server(settings, args)
         settings.keys  # noqa: B018 - a missing key is a configuration error, reported now
         asyncio.run(_run(settings, args))
-    except (SettingsError, UserError) as exc:
-        fail(str(exc))
-    except ValueError as exc:  # e.g. a malformed integration ID
+    except (SettingsError, UserError, ValueError) as exc:  # ValueError: e.g. a malformed integration ID
         fail(str(exc))
     except KeyboardInterrupt:
-        sys.exit(130)
+        exit_process(130)
+    exit_process(0)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from activities.provisioning import ProvisioningActivities
 from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
 from common.settings import Settings, SettingsError, load_settings
-from common.temporal import connect, ensure_search_attributes
+from common.temporal import connect, ensure_search_attributes, exit_process
 from workflows.integration import IntegrationWorkflow
 
 log = structlog.get_logger("worker")
@@ -107,7 +107,9 @@ def main() -> None:
     try:
         asyncio.run(run(settings))
     except SettingsError as exc:
-        sys.exit(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
+        exit_process(2)
+    exit_process(0)
 
 
 if __name__ == "__main__":

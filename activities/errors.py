@@ -3,11 +3,13 @@ the others become non-retryable with the fix in plain words (the workflow parks 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from clients.errors import (
@@ -20,6 +22,9 @@ from clients.errors import (
     YeastarAuthFailed,
     YeastarError,
 )
+
+# The workflow's heartbeat timeout for these activities is a few times this.
+HEARTBEAT_EVERY = timedelta(seconds=3)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,14 +70,24 @@ def to_application_error(error: ApiError) -> ApplicationError:
     return blocking(type(error).__name__, str(error), fix)
 
 
-def graph_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Decorate an activity so client errors reach the workflow classified, with a fix attached."""
+def graph_activity(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Wrap an activity: heartbeat while it runs (so a killed worker is noticed within the heartbeat
+    timeout, not the 3-minute start-to-close) and hand client errors to the workflow classified."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        heartbeat = asyncio.create_task(_heartbeat_every(HEARTBEAT_EVERY.total_seconds()))
         try:
             return await fn(*args, **kwargs)
         except ApiError as error:
             raise to_application_error(error) from None
+        finally:
+            heartbeat.cancel()
 
     return wrapper
+
+
+async def _heartbeat_every(seconds: float) -> None:
+    while True:
+        activity.heartbeat()
+        await asyncio.sleep(seconds)

@@ -3,7 +3,6 @@ check, as activities over Microsoft Graph. Every one is idempotent: it reads fir
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -13,7 +12,7 @@ from pydantic import SecretStr
 from temporalio import activity
 
 from activities import names
-from activities.errors import blocking, graph_errors
+from activities.errors import blocking, graph_activity
 from activities.models import (
     ActivityResult,
     CheckCredentialInput,
@@ -116,7 +115,7 @@ class ProvisioningActivities:
     # ----------------------------------------------------------- preflight
 
     @activity.defn(name=names.PREFLIGHT)
-    @graph_errors
+    @graph_activity
     async def preflight(self, req: PreflightInput) -> PreflightResult:
         graph = self._graph(req.tenant_id)
         client_id = self._settings.entra.client_id
@@ -181,7 +180,7 @@ class ProvisioningActivities:
     # ------------------------------------------------ steps 2-4: the app
 
     @activity.defn(name=names.REGISTER_APPLICATION)
-    @graph_errors
+    @graph_activity
     async def register_application(self, req: RegisterInput) -> RegisterResult:
         graph = self._graph(req.tenant_id)
         app, created = await graph.upsert_application(
@@ -200,7 +199,7 @@ class ProvisioningActivities:
         )
 
     @activity.defn(name=names.SET_REDIRECT_URIS)
-    @graph_errors
+    @graph_activity
     async def set_redirect_uris(self, req: RedirectUrisInput) -> ActivityResult:
         # PATCH replaces the whole collection, so send every URI, not just the new one.
         await self._graph(req.tenant_id).update_application(
@@ -209,7 +208,7 @@ class ProvisioningActivities:
         return ActivityResult(attempt=_attempt())
 
     @activity.defn(name=names.GRANT_PERMISSIONS)
-    @graph_errors
+    @graph_activity
     async def grant_permissions(self, req: PermissionsInput) -> PermissionsResult:
         graph = self._graph(req.tenant_id)
         graph_sp = await graph.get_graph_service_principal()
@@ -265,7 +264,7 @@ class ProvisioningActivities:
     # ------------------------------------------------- step 5: the secret
 
     @activity.defn(name=names.CREATE_CLIENT_SECRET)
-    @graph_errors
+    @graph_activity
     async def create_client_secret(self, req: CreateSecretInput) -> SecretRef:
         """Add a password exactly once per operation ID, even if an earlier attempt's answer was lost."""
         graph = self._graph(req.tenant_id)
@@ -287,16 +286,14 @@ class ProvisioningActivities:
         return _secret_ref(new, req.expires_at)
 
     @activity.defn(name=names.PROVE_SECRET)
-    @graph_errors
+    @graph_activity
     async def prove_secret(self, req: ProveSecretInput) -> ProveSecretResult:
         """Sign in as the new app until Entra accepts the brand-new secret (replication takes seconds)."""
         secret = await self._stored_secret(req.integration_id, req.key_id)
         tokens = self._token_provider_for_app(req.tenant_id, req.client_id, secret)
-        heartbeat = asyncio.create_task(_heartbeat_every(10.0))
         try:
             waited = await tokens.prove_secret_works(timeout=req.timeout.total_seconds())
         finally:
-            heartbeat.cancel()
             tokens.close()
         log.info("new client secret works", key_id=req.key_id, waited_seconds=round(waited, 1))
         return ProveSecretResult(waited_seconds=waited, attempt=_attempt())
@@ -304,7 +301,7 @@ class ProvisioningActivities:
     # ---------------------------------------------------- step 6 verified
 
     @activity.defn(name=names.VERIFY_INTEGRATION)
-    @graph_errors
+    @graph_activity
     async def verify_integration(self, req: VerifyInput) -> Verification:
         app = req.app
         assert app.service_principal_id is not None, "permissions step sets the service principal"
@@ -377,7 +374,7 @@ class ProvisioningActivities:
     # ----------------------------------------------------- lifecycle check
 
     @activity.defn(name=names.CHECK_CREDENTIAL)
-    @graph_errors
+    @graph_activity
     async def check_credential(self, req: CheckCredentialInput) -> CredentialCheck:
         try:
             passwords = await self._graph(req.tenant_id).list_passwords(req.application_object_id)
@@ -399,9 +396,3 @@ def _secret_ref(credential: PasswordCredential, requested_expiry: datetime) -> S
         display_name=credential.display_name or "",
         expires_at=credential.end_date_time or requested_expiry,
     )
-
-
-async def _heartbeat_every(seconds: float) -> None:
-    while True:
-        activity.heartbeat()
-        await asyncio.sleep(seconds)

@@ -129,18 +129,12 @@ class GraphClient:
 
         ``body`` must contain ``displayName``. Idempotent, so safe to retry after a lost response.
         """
-        response = await self._call(
-            "PATCH",
-            f"applications(uniqueName={_key(unique_name)})",
-            body=body,
-            headers={"Prefer": "create-if-missing"},
-        )
+        path = f"applications(uniqueName={_key(unique_name)})"
+        response = await self._call("PATCH", path, body=body, headers={"Prefer": "create-if-missing"})
         if response.status == 201:
             return Application.model_validate(response.body), True
         # 204 No Content: it existed and was updated. It exists, so a 404 now is replication lag.
-        return await self._get(
-            f"applications(uniqueName={_key(unique_name)})", Application, known_to_exist=True
-        ), False
+        return await self._get(path, Application, known_to_exist=True), False
 
     async def get_application(self, object_id: str) -> Application:
         return await self._get(f"applications/{_segment(object_id)}", Application)
@@ -159,9 +153,7 @@ class GraphClient:
         """Soft delete (restorable for 30 days)."""
         await self._call("DELETE", f"applications/{_segment(object_id)}")
 
-    async def add_password(
-        self, object_id: str, display_name: str, end: datetime | None = None
-    ) -> NewPassword:
+    async def add_password(self, object_id: str, display_name: str, end: datetime | None = None) -> NewPassword:
         """Add a client secret. NOT idempotent: after a dropped connection this raises Transient
         without re-sending; list_passwords and look for ``display_name`` before adding again."""
         credential: dict[str, str] = {"displayName": display_name}
@@ -201,19 +193,13 @@ class GraphClient:
 
     async def list_app_role_assignments(self, principal_sp_id: str) -> list[AppRoleAssignment]:
         """The app roles granted to ``principal_sp_id`` (its application permissions)."""
-        return await self._list(
-            f"servicePrincipals/{_segment(principal_sp_id)}/appRoleAssignments", AppRoleAssignment
-        )
+        return await self._list(f"servicePrincipals/{_segment(principal_sp_id)}/appRoleAssignments", AppRoleAssignment)
 
     async def list_app_role_assigned_to(self, resource_sp_id: str) -> list[AppRoleAssignment]:
         """The app roles of ``resource_sp_id`` granted to anyone."""
-        return await self._list(
-            f"servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo", AppRoleAssignment
-        )
+        return await self._list(f"servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo", AppRoleAssignment)
 
-    async def assign_app_role(
-        self, principal_id: str, resource_id: str, app_role_id: str
-    ) -> AppRoleAssignment:
+    async def assign_app_role(self, principal_id: str, resource_id: str, app_role_id: str) -> AppRoleAssignment:
         """Admin consent for one application permission. A duplicate raises Conflict (list first)."""
         response = await self._call(
             "POST",
@@ -247,9 +233,7 @@ class GraphClient:
     async def get_default_app_management_policy(self) -> AppManagementPolicy:
         return await self._get("policies/defaultAppManagementPolicy", AppManagementPolicy)
 
-    async def list_service_principal_sign_ins(
-        self, app_id: str, since: datetime | None = None
-    ) -> list[SignIn]:
+    async def list_service_principal_sign_ins(self, app_id: str, since: datetime | None = None) -> list[SignIn]:
         """The app's service-principal sign-ins (beta; needs AuditLog.Read.All and Entra P1/P2, else
         PermissionDenied). Each names the credential used (servicePrincipalCredentialKeyId)."""
         query = f"appId eq {_odata_string(app_id)} and signInEventTypes/any(t: t eq 'servicePrincipal')"
@@ -354,7 +338,9 @@ class GraphClient:
             ) as response:
                 return response.status, response.headers, await response.text()
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            # No (complete) answer: the request may or may not have been executed.
+            # No (complete) answer: the request may or may not have been executed. (aiohttp itself
+            # re-sends GET/PUT/DELETE once if a pooled keep-alive connection was already closed;
+            # never POST/PATCH, so addPassword is never re-sent behind our back.)
             raise Transient(
                 f"no response to {request.method} {urlsplit(request.url).path}: {type(exc).__name__}"
             ) from exc
@@ -380,9 +366,7 @@ def _error_from_response(status: int, headers: Mapping[str, str], text: str) -> 
         return Throttled(
             message, retry_after=_retry_after(headers.get("Retry-After")), code=code, request_id=request_id
         )
-    return _error_class(status, code, message.lower())(
-        message, status=status, code=code, request_id=request_id
-    )
+    return _error_class(status, code, message.lower())(message, status=status, code=code, request_id=request_id)
 
 
 def _error_class(status: int, code: str, message: str) -> type[ApiError]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from common.settings import EntraSettings
 
 _AADSTS_RE = re.compile(r"\bAADSTS\d+")
+_TRACE_RE = re.compile(r"\s*Trace ID:")
 # Codes a brand-new credential or app gives until it has replicated (DOMAIN.md §2: ~4-18 s):
 # invalid client secret, application not found in the directory.
 _NOT_YET_REPLICATED_AADSTS = frozenset({"AADSTS7000215", "AADSTS700016"})
@@ -70,9 +71,7 @@ Credential = SecretStr | CertificateCredential
 
 
 def _public_der(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
+    return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 class _TimeoutSession(requests.Session):
@@ -210,6 +209,7 @@ class MsalTokenProvider:
     # --- worker-thread side -------------------------------------------------------------------
 
     def _build_app(self) -> msal.ConfidentialClientApplication:
+        self._last_response.value = None
         credential: str | dict[str, str] = (
             self._credential.get_secret_value()
             if isinstance(self._credential, SecretStr)
@@ -228,6 +228,8 @@ class MsalTokenProvider:
             )
         except requests.RequestException as exc:
             raise _transport_error(exc, "OIDC discovery") from None
+        except MsalServiceError:  # discovery answered 5xx
+            raise Transient("OIDC discovery failed", status=self._seen()[0]) from None
         except ValueError:
             # MSAL's ValueError here means OIDC discovery answered 4xx: wrong authority or tenant.
             raise AuthenticationFailed(
@@ -237,6 +239,11 @@ class MsalTokenProvider:
     def _remember_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self._last_response.value = (response.status_code, response.headers.get("Retry-After"))
 
+    def _seen(self) -> tuple[int | None, str | None]:
+        """Status and Retry-After of this thread's last HTTP response (None: MSAL answered from cache)."""
+        seen: tuple[int, str | None] | None = getattr(self._last_response, "value", None)
+        return seen or (None, None)
+
     def _acquire(self, app: msal.ConfidentialClientApplication) -> str:
         wait = self._replay_until - time.monotonic()
         if wait > 0:
@@ -244,17 +251,13 @@ class MsalTokenProvider:
         self._last_response.value = None
         try:
             result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._scope])
-            seen = self._last_response.value
         except requests.RequestException as exc:
             raise _transport_error(exc, "token request") from None
         except (MsalServiceError, ValueError):
-            # 5xx (MSAL raises) or a body that is not JSON.
-            status, retry_after = self._last_response.value or (None, None)
-            self._note_replay(status, retry_after)
-            raise Transient("token endpoint failed", status=status) from None
+            result = {}  # a 5xx (MSAL raises on those) or a body that is not JSON
         if "access_token" in result:
             return str(result["access_token"])
-        status, retry_after = seen or (None, None)
+        status, retry_after = self._seen()
         self._note_replay(status, retry_after)
         raise _result_error(result, status, retry_after)
 
@@ -264,8 +267,9 @@ class MsalTokenProvider:
 
 
 def _seconds(retry_after: str | None) -> float:
+    """How long MSAL replays a 429/5xx: msal.throttled_http_client.RetryAfterParser's rule exactly."""
     try:
-        return float(retry_after) if retry_after else _MSAL_DEFAULT_RETRY_AFTER
+        return float(min(3600, int(retry_after))) if retry_after else _MSAL_DEFAULT_RETRY_AFTER
     except ValueError:
         return _MSAL_DEFAULT_RETRY_AFTER
 
@@ -276,15 +280,15 @@ def _transport_error(exc: requests.RequestException, what: str) -> Transient:
 
 
 def _result_error(result: dict[str, Any], status: int | None, retry_after: str | None) -> ApiError:
-    """Map MSAL's error dict (the token endpoint's OAuth2 error body) to our hierarchy."""
-    error = str(result.get("error", "unknown_error"))
+    """Map MSAL's error dict (the token endpoint's OAuth2 error body; empty if unreadable)."""
+    error = str(result.get("error", ""))
     description = str(result.get("error_description", ""))
-    # The first line is the human part; the rest is trace/correlation IDs and a timestamp.
-    message = description.splitlines()[0] if description else error
+    # Drop the trailing trace/correlation IDs and timestamp; the correlation ID is kept as request_id.
+    message = _TRACE_RE.split(description, maxsplit=1)[0].strip() or error or f"token endpoint HTTP {status}"
     request_id = result.get("correlation_id")
     if status == 429:
         return Throttled(message, retry_after=_seconds(retry_after), code=error, request_id=request_id)
-    if error in ("temporarily_unavailable", "server_error"):
+    if not result or (status or 0) >= 500 or error in ("temporarily_unavailable", "server_error"):
         return Transient(message, status=status, code=error, request_id=request_id)
     codes = result.get("error_codes") or []
     match = _AADSTS_RE.search(description)

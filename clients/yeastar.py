@@ -102,6 +102,8 @@ class _Tokens:
 
 
 class YeastarClient:
+    """``async with YeastarClient(...) as pbx: await pbx.system_info()``; see the module docstring."""
+
     def __init__(
         self,
         base_url: str,
@@ -125,6 +127,7 @@ class YeastarClient:
         )
         self._session = session
         self._own_session = session is None
+        self._closed = False
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._retry = retry or RetryConfig()
         self._monotonic = monotonic
@@ -148,9 +151,9 @@ class YeastarClient:
             if tokens is not None and self._monotonic() < tokens.access_deadline:
                 await self._del_token(tokens.access)
         finally:
+            self._closed = True
             if self._own_session and self._session is not None:
                 await self._session.close()
-                self._session = None
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -190,9 +193,7 @@ class YeastarClient:
                 return tokens.access
             if tokens is not None and now < tokens.refresh_deadline - REFRESH_MARGIN_SECONDS:
                 try:
-                    self._tokens = await self._token_request(
-                        "refresh_token", {"refresh_token": tokens.refresh}, idempotent=False
-                    )
+                    self._tokens = await self._token_request("refresh_token", {"refresh_token": tokens.refresh})
                     return self._tokens.access
                 except YeastarError as error:
                     # A rejected refresh token (expired, revoked) only means: log in again.
@@ -200,24 +201,22 @@ class YeastarClient:
             self._tokens = None
             try:
                 self._tokens = await self._token_request(
-                    "get_token",
-                    {"username": self._client_id, "password": self._secret.get_secret_value()},
-                    idempotent=False,
+                    "get_token", {"username": self._client_id, "password": self._secret.get_secret_value()}
                 )
             except YeastarAuthFailed as error:
                 self._auth_failure = error
                 raise
             return self._tokens.access
 
-    async def _token_request(self, endpoint: str, body: dict[str, str], *, idempotent: bool) -> _Tokens:
+    async def _token_request(self, endpoint: str, body: dict[str, str]) -> _Tokens:
         started = self._monotonic()
 
         async def attempt() -> dict[str, Any]:
             return self._check(endpoint, await self._exchange("POST", endpoint, body=body))
 
-        payload = await call_with_retries(
-            attempt, self._retry, idempotent=idempotent, describe=f"yeastar {endpoint}"
-        )
+        # Not idempotent: a lost answer may still have issued a token (one of the 8), so only a
+        # request the PBX provably refused is sent again.
+        payload = await call_with_retries(attempt, self._retry, idempotent=False, describe=f"yeastar {endpoint}")
         try:
             tokens = _Tokens(
                 access=str(payload["access_token"]),
@@ -268,10 +267,10 @@ class YeastarClient:
         return await call_with_retries(attempt, self._retry, idempotent=True, describe=f"yeastar {endpoint}")
 
     def _http(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise RuntimeError("YeastarClient used after close()")
         if self._session is None:
-            if not self._own_session:
-                raise RuntimeError("YeastarClient used after close()")
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession()
         return self._session
 
     async def _exchange(
@@ -291,6 +290,7 @@ class YeastarClient:
                 json=body,
                 headers={"User-Agent": USER_AGENT},
                 ssl=self._ssl,
+                timeout=self._timeout,
             ) as response:
                 status, text = response.status, await response.text()
                 retry_after = response.headers.get("Retry-After")
@@ -360,4 +360,3 @@ def _seconds(header: str | None) -> float:
         return max(0.0, float(header)) if header else 1.0
     except ValueError:
         return 1.0
-

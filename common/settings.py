@@ -131,6 +131,8 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         env_file=".env",
         extra="ignore",
+        # A rejected value may be a secret: errors name the field, never repeat the input.
+        hide_input_in_errors=True,
     )
 
     temporal: TemporalSettings = TemporalSettings()

@@ -4,6 +4,9 @@ on the data converter (pydantic + encryption codec + encoded failure attributes)
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
+from typing import NoReturn
 
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
@@ -65,3 +68,15 @@ async def ensure_search_attributes(client: Client) -> list[str]:
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
     return sorted(missing)
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End a process that used a Temporal client, skipping interpreter teardown.
+
+    The SDK's Rust runtime threads can outlive the event loop, and CPython's finalizer then aborts
+    with "PyGILState_Release: thread state … must be current" (temporalio/sdk-python#300), turning a
+    successful command into SIGABRT. All work is done by now, so flush and leave.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -32,6 +32,7 @@ fallback; e-mail is multipart/alternative (plain text + HTML) with a ``Message-I
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import hashlib
 import hmac
 import html
@@ -159,7 +160,7 @@ class _HttpChannel(ABC):
                 status = response.status
                 if status < 300:
                     return
-                text = await response.text(errors="replace")
+                text = (await response.content.read(4096)).decode(errors="replace")
                 retry_after = _retry_after(response.headers.get("Retry-After"))
         except TimeoutError:
             raise DeliveryError(self.name, f"no answer within {self._timeout:g} s", permanent=False) from None
@@ -175,9 +176,7 @@ class _HttpChannel(ABC):
             ) from None
         except aiohttp.ClientError as exc:
             # Not str(exc): some aiohttp errors quote the request URL.
-            raise DeliveryError(
-                self.name, f"HTTP request failed: {type(exc).__name__}", permanent=False
-            ) from None
+            raise DeliveryError(self.name, f"HTTP request failed: {type(exc).__name__}", permanent=False) from None
         transient = status == 429 or status >= 500
         snippet = _one_line(text, scrub=self._scrub)
         raise DeliveryError(
@@ -269,9 +268,7 @@ class SlackChannel(_HttpChannel):
 
     def _document(self, notification: Notification) -> dict[str, Any]:
         n = notification
-        fields = [
-            {"type": "mrkdwn", "text": clip(f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}", 2000)} for k, v in n.fact_rows()
-        ]
+        fields = [{"type": "mrkdwn", "text": clip(f"*{_mrkdwn(k)}*\n{_mrkdwn(v)}", 2000)} for k, v in n.fact_rows()]
 
         def section(text: str) -> dict[str, Any]:
             return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, 3000)}}
@@ -294,6 +291,11 @@ class SlackChannel(_HttpChannel):
         return {"text": n.headline, "blocks": blocks}
 
 
+# Headers are not folded below RFC 5322's hard limit, so X-Notification-Id (no spaces to fold at)
+# arrives on one line exactly as sent.
+_MAIL_POLICY = email.policy.default.clone(max_line_length=998)
+
+
 class EmailChannel:
     def __init__(self, config: EmailChannelConfig, *, timeout: float = TIMEOUT_SECONDS) -> None:
         self.name = config.name
@@ -307,15 +309,13 @@ class EmailChannel:
 
     def compose(self, notification: Notification) -> EmailMessage:
         n = notification
-        message = EmailMessage()
+        message = EmailMessage(policy=_MAIL_POLICY)
         message["Subject"] = n.headline
         message["From"] = self._config.sender
         message["To"] = ", ".join(self._config.recipients)
         message["Date"] = formatdate(usegmt=True)
         # Same notification, same Message-ID: mail clients and archives fold retries together.
-        message["Message-ID"] = (
-            f"<{hashlib.sha256(n.notification_id.encode()).hexdigest()[:32]}@{self._domain}>"
-        )
+        message["Message-ID"] = f"<{hashlib.sha256(n.notification_id.encode()).hexdigest()[:32]}@{self._domain}>"
         message["X-Notification-Id"] = n.notification_id
         message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no out-of-office replies
         message.set_content(n.plain_text())
@@ -332,9 +332,7 @@ class EmailChannel:
                     smtp.login(config.username, config.password.get_secret_value())
                 refused = smtp.send_message(message)
         except smtplib.SMTPRecipientsRefused as exc:
-            raise self._error(
-                f"all recipients refused: {', '.join(exc.recipients)}", permanent=True
-            ) from None
+            refused = exc.recipients
         except smtplib.SMTPResponseException as exc:
             reply = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
             raise self._error(
@@ -349,8 +347,15 @@ class EmailChannel:
         except (smtplib.SMTPException, OSError) as exc:
             raise self._error(f"SMTP session failed: {type(exc).__name__}", permanent=False) from None
         if refused:
-            # Others already got it, so a retry would duplicate it for them: report, don't retry.
-            raise self._error(f"recipients refused: {', '.join(refused)}", permanent=True)
+            # A 4xx (greylisting, mailbox full) may pass later, so it is worth a retry even though
+            # recipients who got it then get it again (same Message-ID); a 5xx will not change.
+            codes = sorted({code for code, _ in refused.values()})
+            raise self._error(
+                f"{len(refused)} of {len(config.recipients)} recipients refused: "
+                f"{', '.join(sorted(refused))} (SMTP {', '.join(map(str, codes))})",
+                permanent=codes[0] >= 500,
+                status=codes[-1],
+            )
 
     def _error(self, detail: str, *, permanent: bool, status: int | None = None) -> DeliveryError:
         password = self._config.password

@@ -58,9 +58,7 @@ async def deliver(notification: Notification, channels: Sequence[ChannelConfig])
 
 
 async def _attempt(notification: Notification, config: ChannelConfig) -> ChannelOutcome:
-    bound = log.bind(
-        channel=config.name, channel_type=config.type, notification_id=notification.notification_id
-    )
+    bound = log.bind(channel=config.name, channel_type=config.type, notification_id=notification.notification_id)
     try:
         await build_channel(config).send(notification)
     except DeliveryError as exc:

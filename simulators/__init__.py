@@ -1,0 +1,1 @@
+"""HTTPS stand-ins for Microsoft Entra ID + Graph and for the Yeastar PBX (demo and tests)."""

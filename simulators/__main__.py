@@ -22,10 +22,10 @@ from pathlib import Path
 
 from common.logging import configure_logging
 from simulators.clock import OffsetClock
-from simulators.entra.server import EntraSimConfig, start_entra_simulator
+from simulators.entra.server import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import entra_env, running_simulators, yeastar_env
 from simulators.tls import load_or_create_local_ca, server_ssl_context
-from simulators.yeastar.server import YeastarSimConfig, start_yeastar_simulator
+from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 from simulators.yeastar.state import write_private
 
 ENV_FILE = "simulators.env"
@@ -116,6 +116,8 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
     data_dir: Path = args.data_dir
     env_file = data_dir / ENV_FILE
     lines: list[str] = []
+    entra_sim: EntraSimulator | None = None
+    yeastar_sim: YeastarSimulator | None = None
     async with AsyncExitStack() as stack:
         if args.command == "all":
             sims = await stack.enter_async_context(
@@ -133,17 +135,22 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
         else:
             ca = load_or_create_local_ca(data_dir / "ca")
             context = server_ssl_context(ca)
-            entra_sim = yeastar_sim = None
             if args.command == "entra":
                 entra_sim = await start_entra_simulator(
-                    _entra_config(args, data_dir, env), context, host=args.host, port=args.entra_port,
+                    _entra_config(args, data_dir, env),
+                    context,
+                    host=args.host,
+                    port=args.entra_port,
                     clock=OffsetClock(),
                 )
                 stack.push_async_callback(entra_sim.stop)
                 env.update(entra_env(entra_sim, ca))
             else:
                 yeastar_sim = await start_yeastar_simulator(
-                    _yeastar_config(args, data_dir, env), context, host=args.host, port=args.yeastar_port,
+                    _yeastar_config(args, data_dir, env),
+                    context,
+                    host=args.host,
+                    port=args.yeastar_port,
                     clock=OffsetClock(),
                 )
                 stack.push_async_callback(yeastar_sim.stop)
@@ -151,12 +158,16 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
         write_private(env_file, "".join(f"{k}={shlex.quote(v)}\n" for k, v in sorted(env.items())).encode())
 
         if entra_sim is not None:
-            lines.append(f"Entra simulator:   {entra_sim.url}  (tenant {entra_sim.config.tenant_id}, "
-                         f"provisioning app {entra_sim.config.provisioning_client_id})")
+            lines.append(
+                f"Entra simulator:   {entra_sim.url}  (tenant {entra_sim.config.tenant_id}, "
+                f"provisioning app {entra_sim.config.provisioning_client_id})"
+            )
         if yeastar_sim is not None:
-            lines.append(f"Yeastar simulator: {yeastar_sim.url}  (firmware "
-                         f"{yeastar_sim.config.firmware_version}, {len(yeastar_sim.state.extensions)} "
-                         f"extensions; portal {yeastar_sim.url}/_sim/portal/microsoft365)")
+            lines.append(
+                f"Yeastar simulator: {yeastar_sim.url}  (firmware "
+                f"{yeastar_sim.config.firmware_version}, {len(yeastar_sim.state.extensions)} "
+                f"extensions; portal {yeastar_sim.url}/_sim/portal/microsoft365)"
+            )
         lines.append(f"CA bundle:         {ca.ca_file}")
         lines.append(f"Settings:          {env_file} (0600, holds the secrets: source it or use it as .env)")
         lines.append(f"simulators ready: {args.command}, state in {data_dir}; Ctrl-C to stop")

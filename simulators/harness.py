@@ -79,11 +79,7 @@ async def running_simulators(
         stack.push_async_callback(entra_sim.stop)
         yeastar_config = yeastar or YeastarSimConfig()
         if yeastar_config.entra_url is None:
-            yeastar_config = dataclasses.replace(
-                yeastar_config, entra_url=entra_sim.url, entra_ca_file=ca.ca_file
-            )
-        yeastar_sim = await start_yeastar_simulator(
-            yeastar_config, context, host=host, port=yeastar_port, clock=clock
-        )
+            yeastar_config = dataclasses.replace(yeastar_config, entra_url=entra_sim.url, entra_ca_file=ca.ca_file)
+        yeastar_sim = await start_yeastar_simulator(yeastar_config, context, host=host, port=yeastar_port, clock=clock)
         stack.push_async_callback(yeastar_sim.stop)
         yield RunningSimulators(ca=ca, entra=entra_sim, yeastar=yeastar_sim, clock=clock)

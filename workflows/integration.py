@@ -64,6 +64,8 @@ T = TypeVar("T")
 GRAPH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2))
 GRAPH_TIMEOUTS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=3),
+    # Activities heartbeat every few seconds: a killed worker's task is retried elsewhere quickly.
+    "heartbeat_timeout": timedelta(seconds=15),
     "schedule_to_close_timeout": timedelta(minutes=30),
     "retry_policy": GRAPH_RETRY,
 }
@@ -306,7 +308,6 @@ class IntegrationWorkflow:
             ),
             ProveSecretResult,
             start_to_close_timeout=opts.secret_replication_timeout + timedelta(minutes=1),
-            heartbeat_timeout=timedelta(minutes=1),
         )
 
     async def _verify(self) -> Verification:
@@ -552,9 +553,13 @@ class IntegrationWorkflow:
                 if v is not None
             },
         )
-        await workflow.execute_activity(
-            activity.NOTIFY, NotifyInput(notification=notification, escalate=escalate), **NOTIFY_OPTIONS
-        )
+        try:
+            await workflow.execute_activity(
+                activity.NOTIFY, NotifyInput(notification=notification, escalate=escalate), **NOTIFY_OPTIONS
+            )
+        except ActivityError as err:
+            # An undeliverable reminder must not stop the integration; the status shows it.
+            self._warn_latest(f"notification {notification.notification_id} not delivered: {err.cause or err}")
 
     async def _wait(self, condition: Callable[[], bool], at_most: timedelta) -> bool:
         try:
@@ -599,6 +604,8 @@ class IntegrationWorkflow:
 
     def _upsert_search_attributes(self) -> None:
         state = self._state
+        if not state.input.publish_search_attributes:
+            return
         updates: list[SearchAttributeUpdate[Any]] = [
             search_attributes.INTEGRATION_ID.value_set(state.input.integration_id),
             search_attributes.INTEGRATION_PHASE.value_set(str(state.phase)),

@@ -97,6 +97,8 @@ class OnboardInput(BaseModel):
     display_name: str | None = None
     redirect_uris: RedirectUris | None = None
     yeastar_configured: bool = False
+    # Off only where the server can't register custom search attributes (the time-skipping test server).
+    publish_search_attributes: bool = True
     options: LifecycleOptions = Field(default_factory=LifecycleOptions)
 
     @field_validator("integration_id")

@@ -31,6 +31,10 @@ class EntraSimConfig:
     state_file: Path | None = None
     users: int = 5
     device_code_interval_seconds: int = 5
+    # True: token lifetimes follow the simulator clock, so /_sim/clock/advance expires tokens that
+    # MSAL (which caches by wall-clock time) still thinks valid; Graph then answers 401. False: tokens
+    # expire by wall-clock time, for long clock jumps in workflow tests.
+    tokens_follow_clock: bool = True
     # State-file writes are coalesced over this window so bursts of writes cost one rewrite.
     persist_debounce_seconds: float = 0.2
 

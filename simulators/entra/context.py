@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -45,6 +45,10 @@ class SimContext:
         """Whether an object created at ``created`` is visible everywhere by ``now``."""
         return now >= created + timedelta(seconds=self.config.replication_delay_seconds)
 
+    def token_time(self, now: datetime) -> datetime:
+        """The time token lifetimes are measured in (see ``EntraSimConfig.tokens_follow_clock``)."""
+        return now if self.config.tokens_follow_clock else datetime.now(UTC)
+
     def is_tenant(self, segment: str) -> bool:
         return segment.lower() in (self.config.tenant_id.lower(), TENANT_DOMAIN)
 
@@ -65,3 +69,10 @@ def new_id() -> str:
 
 
 CTX_KEY = web.AppKey("entra_sim_context", SimContext)
+# Set by the Graph middleware: the simulator time of the request (read once) and its IDs.
+NOW_KEY = web.RequestKey("entra_sim_now", datetime)
+REQUEST_ID_KEY = web.RequestKey("entra_sim_request_id", str)
+
+
+def sim_of(request: web.Request) -> SimContext:
+    return request.app[CTX_KEY]

@@ -63,8 +63,8 @@ _SECRET_ALPHABET = string.ascii_letters + string.digits + "-._~"
 def new_secret_value() -> str:
     """40 characters shaped like Entra's (``xxx8Q~...``): the ``8Q~`` marks a v2 secret."""
     pick = secrets.choice
-    return "".join(pick(_SECRET_ALPHABET) for _ in range(3)) + "8Q~" + "".join(
-        pick(_SECRET_ALPHABET) for _ in range(34)
+    return (
+        "".join(pick(_SECRET_ALPHABET) for _ in range(3)) + "8Q~" + "".join(pick(_SECRET_ALPHABET) for _ in range(34))
     )
 
 
@@ -278,4 +278,3 @@ def sign_in_json(s: SignIn) -> Json:
             "additionalDetails": None,
         },
     }
-

@@ -91,5 +91,14 @@ class OAuthError(Exception):
         }
 
 
-class DropConnection(Exception):  # noqa: N818 - a signal, not an error condition
+class AdminError(Exception):
+    """A /_sim request the simulator cannot carry out; answered as ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class DropConnection(Exception):
     """Raised by fault injection: close the connection without answering."""

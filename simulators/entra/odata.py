@@ -128,6 +128,7 @@ def collection(
     context: str,
     records: Sequence[T],
     to_json: Callable[[T], Json],
+    *,
     clauses: Sequence[Clause] = (),
 ) -> web.Response:
     """One page of a Graph collection; JSON is only built for the page unless a filter needs it."""

@@ -104,8 +104,11 @@ def reconcile_provisioning_app(ctx: SimContext, now: datetime) -> None:
     if app is None:
         app = create_application(
             ctx,
-            {"displayName": PROVISIONING_DISPLAY_NAME, "signInAudience": "AzureADMyOrg",
-             "isFallbackPublicClient": True},
+            {
+                "displayName": PROVISIONING_DISPLAY_NAME,
+                "signInAudience": "AzureADMyOrg",
+                "isFallbackPublicClient": True,
+            },
             seeded_at,
             owners=[],
             app_id=config.provisioning_client_id,
@@ -123,6 +126,9 @@ def reconcile_provisioning_app(ctx: SimContext, now: datetime) -> None:
         if all(k.sha1_thumbprint != cert.sha1_thumbprint for k in app.key_credentials):
             app.key_credentials.append(cert)
     graph = ctx.graph_sp
+    unknown = [name for name in config.provisioning_roles if name not in ROLE_BY_VALUE]
+    if unknown:
+        raise ValueError(f"provisioning_roles not among Graph's app roles: {unknown}")
     wanted = {ROLE_BY_VALUE[name].id for name in config.provisioning_roles}
     for assignment in state.app_role_assignments(sp.id):
         if assignment.resource_id == graph.id and assignment.app_role_id not in wanted:

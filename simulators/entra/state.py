@@ -147,7 +147,7 @@ class SignIn(BaseModel):
     created: datetime
     app_id: str
     app_display_name: str
-    event_type: str  # "servicePrincipal" or "interactiveUser"
+    event_type: str  # "servicePrincipal", "interactiveUser" or "nonInteractiveUser"
     ip_address: str | None
     error_code: int = 0
     failure_reason: str | None = None

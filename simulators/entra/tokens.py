@@ -47,9 +47,10 @@ def _encode(ctx: SimContext, claims: dict[str, Any], kind: TokenKind) -> str:
     return jwt.encode({**claims, "sim_typ": kind}, key, algorithm="HS256", headers={"typ": "JWT"})
 
 
-def _times(now: datetime, lifetime: timedelta) -> dict[str, int]:
-    iat = int(now.timestamp())
-    return {"iat": iat, "nbf": iat, "exp": int((now + lifetime).timestamp())}
+def _times(ctx: SimContext, now: datetime, lifetime: timedelta) -> dict[str, int]:
+    issued = ctx.token_time(now)
+    iat = int(issued.timestamp())
+    return {"iat": iat, "nbf": iat, "exp": int((issued + lifetime).timestamp())}
 
 
 def _issuer(ctx: SimContext) -> str:
@@ -57,12 +58,12 @@ def _issuer(ctx: SimContext) -> str:
 
 
 def issue_app_token(
-    ctx: SimContext, app: Application, sp: ServicePrincipal, roles: list[str], certificate: bool, now: datetime
+    ctx: SimContext, app: Application, sp: ServicePrincipal, roles: list[str], *, certificate: bool, now: datetime
 ) -> str:
     claims: dict[str, Any] = {
         "aud": GRAPH_RESOURCE,
         "iss": _issuer(ctx),
-        **_times(now, ACCESS_TOKEN_LIFETIME),
+        **_times(ctx, now, ACCESS_TOKEN_LIFETIME),
         "app_displayname": app.display_name,
         "appid": app.app_id,
         "appidacr": "2" if certificate else "1",
@@ -85,7 +86,7 @@ def issue_user_tokens(
     access = {
         "aud": GRAPH_RESOURCE,
         "iss": _issuer(ctx),
-        **_times(now, ACCESS_TOKEN_LIFETIME),
+        **_times(ctx, now, ACCESS_TOKEN_LIFETIME),
         "appid": client_id,
         "idtyp": "user",
         "name": user.display_name,
@@ -100,7 +101,7 @@ def issue_user_tokens(
     id_token = {
         "aud": client_id,
         "iss": f"{ctx.base_url}/{ctx.config.tenant_id}/v2.0",
-        **_times(now, ACCESS_TOKEN_LIFETIME),
+        **_times(ctx, now, ACCESS_TOKEN_LIFETIME),
         "name": user.display_name,
         "oid": user.id,
         "preferred_username": user.user_principal_name,
@@ -108,8 +109,12 @@ def issue_user_tokens(
         "tid": ctx.config.tenant_id,
         "ver": "2.0",
     }
-    refresh = {"client_id": client_id, "sub": user.id, "scp": " ".join(scopes),
-               **_times(now, REFRESH_TOKEN_LIFETIME)}
+    refresh = {
+        "client_id": client_id,
+        "sub": user.id,
+        "scp": " ".join(scopes),
+        **_times(ctx, now, REFRESH_TOKEN_LIFETIME),
+    }
     client_info = json.dumps({"uid": user.id, "utid": ctx.config.tenant_id}).encode()
     lifetime = int(ACCESS_TOKEN_LIFETIME.total_seconds())
     return {
@@ -129,18 +134,20 @@ class TokenInvalid(Exception):
 
 
 def decode(ctx: SimContext, token: str, kind: TokenKind, now: datetime) -> dict[str, Any]:
-    """Verify signature, kind and expiry (against the simulator clock, not wall time)."""
+    """Verify signature, kind and expiry."""
     key = base64.b64decode(ctx.state.signing_key)
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, key, algorithms=["HS256"],
+            token,
+            key,
+            algorithms=["HS256"],
             options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False},
         )
     except jwt.PyJWTError as exc:
         raise TokenInvalid("IDX14100: JWT is not well formed or its signature is invalid.") from exc
     if claims.get("sim_typ") != kind:
         raise TokenInvalid("Access token validation failure. Invalid audience.")
-    if claims.get("exp", 0) <= now.timestamp():
+    if claims.get("exp", 0) <= ctx.token_time(now).timestamp():
         raise TokenInvalid("Lifetime validation failed, the token is expired.")
     return claims
 

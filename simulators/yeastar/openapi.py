@@ -90,14 +90,15 @@ class OpenApi:
 
     async def _authorize(self, request: web.Request) -> None:
         token = request.query.get("access_token", "")
-        self._state.check_access(token, self._ip(request), await self._clock.now())
+        self._state.check_access(token, await self._clock.now())
 
     async def get_token(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
-            raise OpenApiFault(PARAMETER_ERROR, invalid_param_list=[{"field": "username or password",
-                                                                     "validation_type": "required"}])
+            raise OpenApiFault(
+                PARAMETER_ERROR, invalid_param_list=[{"field": "username or password", "validation_type": "required"}]
+            )
         issued = self._state.get_token(username, password, self._ip(request), await self._clock.now())
         self._persist()
         return answer(**issued)
@@ -105,15 +106,16 @@ class OpenApi:
     async def refresh_token(self, request: web.Request) -> web.Response:
         refresh = (await self._body(request)).get("refresh_token")
         if not isinstance(refresh, str):
-            raise OpenApiFault(PARAMETER_ERROR, invalid_param_list=[{"field": "refresh_token",
-                                                                     "validation_type": "required"}])
+            raise OpenApiFault(
+                PARAMETER_ERROR, invalid_param_list=[{"field": "refresh_token", "validation_type": "required"}]
+            )
         issued = self._state.refresh_token(refresh, self._ip(request), await self._clock.now())
         self._persist()
         return answer(**issued)
 
     async def del_token(self, request: web.Request) -> web.Response:
         token = request.query.get("access_token", "")
-        self._state.del_token(token, self._ip(request), await self._clock.now())
+        self._state.del_token(token, await self._clock.now())
         self._persist()
         return answer()
 

@@ -86,6 +86,7 @@ class Portal:
             "tenant_id": portal.tenant_id,
             "secret_set": portal.secret is not None,
             "signed_in_as": portal.signed_in_as,
+            "consent_for_organization": portal.consent_for_organization,
             "last_sync": portal.last_sync.isoformat() if portal.last_sync else None,
             "sync_ok_count": portal.sync_ok_count,
             "sync_failure_count": portal.sync_failure_count,
@@ -201,8 +202,7 @@ class Portal:
             portal.sync_ok_count += 1
             self._persist()
             log.info("portal.synced", users=len(users), created=created, updated=updated)
-            return {"ok": True, "status": portal.status, "users": len(users), "created": created,
-                    "updated": updated}
+            return {"ok": True, "status": portal.status, "users": len(users), "created": created, "updated": updated}
 
     def _upsert(self, users: list[dict[str, Any]]) -> tuple[int, int]:
         by_mail = {e.email_addr.lower(): e for e in self._state.extensions}
@@ -262,9 +262,7 @@ class Portal:
         return users
 
 
-async def _call(
-    http: aiohttp.ClientSession, method: str, url: str, what: str, **kwargs: Any
-) -> dict[str, Any]:
+async def _call(http: aiohttp.ClientSession, method: str, url: str, what: str, **kwargs: Any) -> dict[str, Any]:
     """One request to the Entra simulator; any failure becomes SyncFailed with Entra's message."""
     try:
         async with http.request(method, url, **kwargs) as response:
@@ -287,11 +285,11 @@ def _error_text(body: dict[str, Any], status: int) -> str:
     description = body.get("error_description")
     if isinstance(description, str) and description:
         return description.splitlines()[0].strip()
-    # Graph: {"error": {"code", "message"}}.
+    # Graph: {"error": {"code", "message"}}; the simulator's admin API: {"error": "message"}.
     error = body.get("error")
     if isinstance(error, dict):
         return f"{error.get('code', status)}: {error.get('message', '')}".strip()
-    return f"HTTP {status}"
+    return str(error) if isinstance(error, str) and error else f"HTTP {status}"
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:

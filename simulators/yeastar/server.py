@@ -13,7 +13,6 @@ import secrets
 import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -45,23 +44,32 @@ class _AccessLogger(AbstractAccessLogger):
     """Path only: the query string carries the access token."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        log.debug("yeastar_sim.http", method=request.method, path=request.path, status=response.status,
-                  ms=round(time * 1000, 1))
+        log.debug(
+            "yeastar_sim.http",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round(time * 1000, 1),
+        )
 
 
 class YeastarSimulator:
-    def __init__(self, url: str, config: YeastarSimConfig, state: YeastarState, *, clock: Clock,
-                 runner: web.AppRunner, portal: Portal) -> None:
+    def __init__(
+        self,
+        url: str,
+        config: YeastarSimConfig,
+        state: YeastarState,
+        *,
+        clock: Clock,
+        runner: web.AppRunner,
+        portal: Portal,
+    ) -> None:
         self.url = url
         self.config = config
         self.state = state
         self.clock = clock
         self._runner = runner
         self._portal = portal
-
-    async def sync_now(self) -> dict[str, Any]:
-        """Run one portal sync in-process (the same as ``POST /_sim/portal/microsoft365/sync``)."""
-        return await self._portal.sync_once()
 
     async def stop(self) -> None:
         await self._portal.stop()
@@ -97,16 +105,18 @@ async def start_yeastar_simulator(
 
     async def sim_state(request: web.Request) -> web.Response:
         now = await clock.now()
-        return web.json_response({
-            "now": now.isoformat(),
-            "firmware_version": config.firmware_version,
-            "tokens": {"valid_access_tokens": state.valid_access_tokens(now), **asdict(state.counters)},
-            "failed_logins": state.failed_logins,
-            "blocked_ips": sorted(state.blocked_ips),
-            "fail_next": state.fail_next,
-            "extensions": [asdict(e) for e in state.extensions],
-            "portal": portal.view(),
-        })
+        return web.json_response(
+            {
+                "now": now.isoformat(),
+                "firmware_version": config.firmware_version,
+                "tokens": {"valid_access_tokens": state.valid_access_tokens(now), **asdict(state.counters)},
+                "failed_logins": state.failed_logins,
+                "blocked_ips": sorted(state.blocked_ips),
+                "fail_next": state.fail_next,
+                "extensions": [asdict(e) for e in state.extensions],
+                "portal": portal.view(),
+            }
+        )
 
     async def faults(request: web.Request) -> web.Response:
         body = await request.json()
@@ -134,6 +144,5 @@ async def start_yeastar_simulator(
     await portal.start()
     persist()
     url = f"https://{host}:{bound_port}"
-    log.info("yeastar_sim.started", url=url, firmware=config.firmware_version,
-             extensions=len(state.extensions))
+    log.info("yeastar_sim.started", url=url, firmware=config.firmware_version, extensions=len(state.extensions))
     return YeastarSimulator(url, config, state, clock=clock, runner=runner, portal=portal)

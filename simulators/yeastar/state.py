@@ -39,7 +39,7 @@ IP_BLOCKED = (70004, "ACCOUNT IP BLOCKED")
 
 PortalStatus = Literal["Disconnected", "Saved", "Connected", "Error"]
 
-_FIRST_NAMES = ["Front Desk", "Sales Team", "Support Line", "Warehouse", "Reception", "Billing", "Lobby"]
+_SEED_NAMES = ["Front Desk", "Sales Team", "Support Line", "Warehouse", "Reception", "Billing", "Lobby"]
 
 
 class OpenApiFault(Exception):
@@ -199,14 +199,14 @@ class YeastarState:
                 return self._issue(issued.client_id, now)
         raise OpenApiFault(TOKEN_EXPIRED)
 
-    def check_access(self, access: str, ip: str, now: datetime) -> None:
-        self._check_ip(ip)
+    def check_access(self, access: str, now: datetime) -> None:
+        # A blocked IP may not authenticate; tokens it already holds keep working.
         issued = self.tokens.get(token_hash(access))
         if issued is None or issued.access_expires <= now:
             raise OpenApiFault(TOKEN_EXPIRED)
 
-    def del_token(self, access: str, ip: str, now: datetime) -> None:
-        self.check_access(access, ip, now)
+    def del_token(self, access: str, now: datetime) -> None:
+        self.check_access(access, now)
         del self.tokens[token_hash(access)]
         self.counters.deleted += 1
 
@@ -214,11 +214,12 @@ class YeastarState:
 
     def seed_extensions(self, count: int) -> None:
         for i in range(count):
-            name = _FIRST_NAMES[i % len(_FIRST_NAMES)] + ("" if i < len(_FIRST_NAMES) else f" {i}")
+            name = _SEED_NAMES[i % len(_SEED_NAMES)] + ("" if i < len(_SEED_NAMES) else f" {i}")
             self.add_extension(name, f"ext{1000 + i}@pbx.example", online=i % 2 == 0)
 
-    def add_extension(self, name: str, email: str, mobile: str = "", *, online: bool = False,
-                      source: str = "local") -> SimExtension:
+    def add_extension(
+        self, name: str, email: str, mobile: str = "", *, online: bool = False, source: str = "local"
+    ) -> SimExtension:
         used = {int(e.number) for e in self.extensions if e.number.isdigit()}
         number = next(n for n in range(1000, 100000) if n not in used)
         ext = SimExtension(
@@ -244,8 +245,11 @@ class YeastarState:
             portal["sealed_secret"] = (nonce + cipher.encrypt(nonce, secret.encode(), b"portal")).hex()
         return {
             "tokens": [
-                {**asdict(t), "access_expires": t.access_expires.isoformat(),
-                 "refresh_expires": t.refresh_expires.isoformat()}
+                {
+                    **asdict(t),
+                    "access_expires": t.access_expires.isoformat(),
+                    "refresh_expires": t.refresh_expires.isoformat(),
+                }
                 for t in self.tokens.values()
             ],
             "failed_logins": self.failed_logins,

@@ -91,8 +91,9 @@ async def test_replication_then_success(fake_time: FakeTime) -> None:
     assert fn.calls == 4
 
 
-@pytest.mark.parametrize("error", [InvalidRequest("bad", status=400), PermissionDenied("no", status=403),
-                                   Conflict("dup", status=409)])
+@pytest.mark.parametrize(
+    "error", [InvalidRequest("bad", status=400), PermissionDenied("no", status=403), Conflict("dup", status=409)]
+)
 async def test_non_retryable_errors_raise_at_once(fake_time: FakeTime, error: ApiError) -> None:
     fn = Scripted([error])
     with pytest.raises(type(error)):

@@ -52,8 +52,9 @@ async def sim(start_sim: StartSim) -> YeastarSimulator:
     return await start_sim()
 
 
-def make_client(sim: YeastarSimulator, ca: LocalCA, *, secret: str | None = None,
-                monotonic: Callable[[], float] = time.monotonic) -> YeastarClient:
+def make_client(
+    sim: YeastarSimulator, ca: LocalCA, *, secret: str | None = None, monotonic: Callable[[], float] = time.monotonic
+) -> YeastarClient:
     return YeastarClient(
         sim.url,
         sim.config.api_client_id,
@@ -71,12 +72,14 @@ async def valid_tokens(sim: YeastarSimulator) -> int:
 async def test_one_token_is_reused_and_released_on_close(sim: YeastarSimulator, ca: LocalCA) -> None:
     async with make_client(sim, ca) as client:
         assert (await client.system_info()).firmware_version == "84.12.0.30"
-        assert await client.extension_count() == 5
+        assert await asyncio.gather(*(client.extension_count() for _ in range(10))) == [5] * 10
         assert len(await client.list_extensions()) == 5
         assert sim.state.counters.issued == 1
         assert await valid_tokens(sim) == 1
     assert sim.state.counters.deleted == 1
     assert await valid_tokens(sim) == 0
+    with pytest.raises(RuntimeError, match="after close"):
+        await client.extension_count()
 
 
 async def test_many_clients_that_close_never_approach_the_limit(sim: YeastarSimulator, ca: LocalCA) -> None:
@@ -138,9 +141,7 @@ async def test_token_expired_answer_refreshes_and_retries_once(sim: YeastarSimul
         assert sim.state.counters.issued == 2
 
 
-async def test_wrong_secret_fails_once_with_a_warning_and_is_not_retried(
-    sim: YeastarSimulator, ca: LocalCA
-) -> None:
+async def test_wrong_secret_fails_once_with_a_warning_and_is_not_retried(sim: YeastarSimulator, ca: LocalCA) -> None:
     wrong = "definitely-not-the-secret"
     async with make_client(sim, ca, secret=wrong) as client:
         with pytest.raises(YeastarAuthFailed) as caught:
@@ -153,9 +154,7 @@ async def test_wrong_secret_fails_once_with_a_warning_and_is_not_retried(
     assert list(sim.state.failed_logins.values()) == [1]
 
 
-async def test_five_failures_block_the_ip_even_for_good_credentials(
-    sim: YeastarSimulator, ca: LocalCA
-) -> None:
+async def test_five_failures_block_the_ip_even_for_good_credentials(sim: YeastarSimulator, ca: LocalCA) -> None:
     for _ in range(5):
         async with make_client(sim, ca, secret="wrong-secret-value") as client:
             with pytest.raises(YeastarAuthFailed):
@@ -186,6 +185,17 @@ async def test_extensions_are_read_page_by_page(start_sim: StartSim, ca: LocalCA
     assert first.number == "1000" and first.email_addr == "ext1000@pbx.example"
     assert first.presence_status == "available" and first.role_name
     assert "sip_phone" in first.online_status
+
+
+async def test_a_caller_session_is_used_and_left_open(sim: YeastarSimulator, ca: LocalCA) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(2):
+            async with YeastarClient(
+                sim.url, sim.config.api_client_id, SecretStr(sim.config.api_client_secret), ca.ca_file, session=http
+            ) as client:
+                assert await client.extension_count() == 5
+        assert not http.closed
+    assert (sim.state.counters.issued, sim.state.counters.deleted) == (2, 2)
 
 
 def test_parse_firmware() -> None:

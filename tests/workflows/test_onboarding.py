@@ -12,9 +12,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from common.secret_store import LocalSecretStore
 from simulators.clock import CallableClock
+from simulators.entra.seed import ADMIN_UPN
 from simulators.entra.server import EntraSimConfig
 from simulators.human import PortalHuman
-from tests.conftest import Harness, harness_for, wait_for_phase
+from tests.conftest import Harness, harness_for, record_history, wait_for_phase
 from workflows.integration import IntegrationWorkflow
 from workflows.models import (
     REQUIRED_GRAPH_PERMISSIONS,
@@ -27,7 +28,7 @@ from workflows.models import (
     StepState,
 )
 
-PORTAL_ADMIN = "admin@contoso.example"
+PORTAL_ADMIN = ADMIN_UPN
 
 
 async def connect_pbx_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> IntegrationStatus:
@@ -58,6 +59,7 @@ async def test_happy_path_reaches_connected_with_one_of_everything(ts: Harness) 
         assert card.values["Application (client) ID"] == waiting.app.client_id
         assert any("consent acme" in c for c in card.commands)
         status = await connect_pbx_as_human(ts, handle)
+        await record_history(handle, "onboarding-happy-path")
 
     assert status.phase == Phase.CONNECTED, status.blocked
     assert all(status.steps[s].state == StepState.DONE for s in Step), status.steps
@@ -68,12 +70,12 @@ async def test_happy_path_reaches_connected_with_one_of_everything(ts: Harness) 
 
     entra = ts.sims.entra.state
     assert status.app is not None and status.secret is not None
-    apps = [a for a in entra.applications() if a.get("uniqueName") == "yeastar-pbx-acme"]
+    apps = [a for a in entra.applications() if a.unique_name == "yeastar-pbx-acme"]
     assert len(apps) == 1
     app = apps[0]
-    assert app["signInAudience"] == "AzureADMyOrg"
-    assert app["web"]["redirectUris"] == [uris.redirect_uri, uris.sso_redirect_uri]
-    assert [p["keyId"] for p in entra.password_credentials(app["id"])] == [status.secret.key_id]
+    assert app.props["signInAudience"] == "AzureADMyOrg"
+    assert app.props["web"]["redirectUris"] == [uris.redirect_uri, uris.sso_redirect_uri]
+    assert [p.key_id for p in app.password_credentials] == [status.secret.key_id]
     assert status.app.service_principal_id is not None
     assert len(entra.app_role_assignments(status.app.service_principal_id)) == len(REQUIRED_GRAPH_PERMISSIONS)
 
@@ -100,14 +102,17 @@ async def test_redirect_uris_by_update_and_validator_rejects_bad_ones(ts: Harnes
         good = await portal_redirect_uris(ts)
         accepted = await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, good)
         assert accepted.redirect_uris == good
-        with pytest.raises(WorkflowUpdateFailedError, match="already provided"):
+        with pytest.raises(WorkflowUpdateFailedError) as again:
             await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, good)
+        assert "already provided" in str(again.value.cause)
         status = await connect_pbx_as_human(ts, handle)
+        await record_history(handle, "onboarding-redirect-uris-by-update")
     assert status.phase == Phase.CONNECTED
 
 
 async def test_blocked_by_policy_then_retry_resumes(ts: Harness) -> None:
-    ts.sims.entra.state.set_policy(password_addition_blocked=True)
+    policy = ts.sims.entra.state.policy
+    policy.password_addition_blocked = True
     async with ts.worker():
         handle = await ts.start(ts.onboard_input("blocked", redirect_uris=await portal_redirect_uris(ts)))
         status = await wait_for_phase(handle, Phase.BLOCKED)
@@ -117,11 +122,12 @@ async def test_blocked_by_policy_then_retry_resumes(ts: Harness) -> None:
         assert "App management policies" in status.blocked.fix
         assert status.pending_human_action is not None
         assert "retry blocked" in status.pending_human_action.commands[0]
-        assert ts.sims.entra.state.applications_named("yeastar-pbx-blocked") == []  # nothing created
+        assert ts.sims.entra.state.application_by_unique_name("yeastar-pbx-blocked") is None  # nothing created
 
-        ts.sims.entra.state.set_policy(password_addition_blocked=False, max_lifetime_days=90)
+        policy.password_addition_blocked, policy.max_password_lifetime_days = False, 90
         await handle.signal(IntegrationWorkflow.retry)
         status = await connect_pbx_as_human(ts, handle)
+        await record_history(handle, "onboarding-blocked-then-retry")
     assert status.phase == Phase.CONNECTED
     assert status.steps[Step.PREFLIGHT].attempts == 2
     assert status.secret is not None and status.connected_at is not None
@@ -177,6 +183,7 @@ async def test_secret_expiry_is_reported(ts_env: WorkflowEnvironment, tmp_path: 
         assert connected.phase == Phase.CONNECTED
         await h.env.sleep(timedelta(days=11))
         status = await wait_for_phase(handle, Phase.EXPIRED)
+        await record_history(handle, "secret-expired")
     assert status.blocked is not None and status.blocked.error_type == "SecretExpired"
     assert status.pending_human_action is not None
     assert "retry expiring" in status.pending_human_action.commands[0]

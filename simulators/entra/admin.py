@@ -1,0 +1,299 @@
+"""``/_sim`` admin API (no auth, never under /v1.0): inspect state, move the clock, set faults, and
+play the human steps (interactive admin consent, device code approval)."""
+
+from __future__ import annotations
+
+import html
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from simulators.clock import OffsetClock
+from simulators.entra.config import FAULT_FIELDS
+from simulators.entra.context import NOW_KEY, SimContext, sim_of
+from simulators.entra.directory import (
+    application_json,
+    assignment_json,
+    create_service_principal,
+    grant_json,
+    group_json,
+    new_key_credential,
+    record_sign_in,
+    service_principal_json,
+    sign_in_json,
+    user_json,
+)
+from simulators.entra.errors import AdminError
+from simulators.entra.seed import ADMIN_UPN
+from simulators.entra.state import Application, DirectoryUser, PermissionGrant, iso
+
+Json = dict[str, Any]
+# /_sim/state lists only the newest sign-ins; the full log is in the state file.
+STATE_SIGN_IN_LIMIT = 500
+
+
+async def _body(request: web.Request) -> Json:
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise AdminError(400, "the body must be a JSON object")
+    return body
+
+
+def _app_or_404(ctx: SimContext, app_id: object) -> Application:
+    app = ctx.state.application_by_app_id(str(app_id)) if isinstance(app_id, str) else None
+    if app is None:
+        raise AdminError(404, f"no application with appId {app_id!r}")
+    return app
+
+
+def _user_or_404(ctx: SimContext, upn: object) -> DirectoryUser:
+    user = ctx.state.user(upn if isinstance(upn, str) else ADMIN_UPN)
+    if user is None:
+        raise AdminError(404, f"no user {upn!r}")
+    return user
+
+
+def _policy_json(ctx: SimContext) -> Json:
+    policy = ctx.state.policy
+    return {
+        "passwordAdditionBlocked": policy.password_addition_blocked,
+        "maxLifetimeDays": policy.max_password_lifetime_days,
+    }
+
+
+def _faults_json(ctx: SimContext) -> Json:
+    return {name: getattr(ctx.config, name) for name in FAULT_FIELDS}
+
+
+async def get_state(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    state = ctx.state
+    applications = []
+    for app in state.applications():
+        item = application_json(app)
+        # Hashes only: secret values are never kept.
+        item["passwordCredentials"] = [
+            {**c.graph_json(), "secretSha256": c.secret_sha256, "createdDateTime": iso(c.created)}
+            for c in app.password_credentials
+        ]
+        item["owners"] = list(app.owners)
+        applications.append(item)
+    return web.json_response(
+        {
+            "tenantId": state.tenant_id,
+            "now": iso(request[NOW_KEY]),
+            "faults": _faults_json(ctx),
+            "license": {"p1": ctx.config.p1_license},
+            "policy": _policy_json(ctx),
+            "counters": {
+                "graphRequests": state.graph_request_count,
+                "writes": state.write_count,
+                "byRoute": dict(state.request_counts),
+            },
+            "applications": applications,
+            "servicePrincipals": [service_principal_json(sp) for sp in state.service_principals()],
+            "appRoleAssignments": [
+                assignment_json(a) for sp in state.service_principals() for a in state.app_role_assignments(sp.id)
+            ],
+            "oauth2PermissionGrants": [grant_json(g) for g in state.permission_grants()],
+            "users": [user_json(u) for u in state.users()],
+            "groups": [group_json(g) for g in state.groups()],
+            "signIns": [sign_in_json(s) for s in state.sign_ins()[:STATE_SIGN_IN_LIMIT]],
+            "pendingDeviceCodes": [
+                {
+                    "userCode": f.user_code,
+                    "clientId": f.client_id,
+                    "expires": iso(f.expires),
+                    "approved": f.approved_user_id is not None,
+                }
+                for f in ctx.devices.values()
+            ],
+        }
+    )
+
+
+async def get_clock(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    offset = ctx.clock.offset_seconds if isinstance(ctx.clock, OffsetClock) else None
+    return web.json_response({"now": iso(await ctx.now()), "offsetSeconds": offset})
+
+
+async def advance_clock(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    seconds = (await _body(request)).get("seconds")
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        raise AdminError(400, "seconds must be a number")
+    if not isinstance(ctx.clock, OffsetClock):
+        raise AdminError(409, "this simulator's clock cannot be advanced through the API")
+    ctx.clock.advance(float(seconds))
+    return await get_clock(request)
+
+
+def _coerce(name: str, kind: type, value: object) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        raise AdminError(400, f"{name} must be {'an integer' if kind is int else 'a number'}")
+    if value < 0 or (name.endswith("_rate") and value > 1):
+        raise AdminError(400, f"{name} out of range")
+    return int(value) if kind is int else float(value)
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    body = await _body(request)
+    unknown = sorted(set(body) - set(FAULT_FIELDS))
+    if unknown:
+        raise AdminError(400, f"unknown fault settings: {unknown}; known: {sorted(FAULT_FIELDS)}")
+    updates = {name: _coerce(name, FAULT_FIELDS[name], value) for name, value in body.items()}
+    for name, value in updates.items():
+        setattr(ctx.config, name, value)
+    if "seed" in updates:
+        ctx.rng.seed(updates["seed"])
+    return web.json_response(_faults_json(ctx))
+
+
+async def interactive_consent(request: web.Request) -> web.Response:
+    """What an admin's interactive sign-in with "consent on behalf of your organization" leaves behind:
+    the app's service principal (created if missing), an AllPrincipals delegated grant on Graph, and an
+    interactive sign-in."""
+    ctx, now = sim_of(request), request[NOW_KEY]
+    body = await _body(request)
+    app = _app_or_404(ctx, body.get("appId"))
+    scope = body.get("scope")
+    if not isinstance(scope, str) or not scope.split():
+        raise AdminError(400, "scope must be a space-separated list of permissions")
+    user = _user_or_404(ctx, body.get("userPrincipalName"))
+    if not user.is_global_admin:
+        raise AdminError(403, f"{user.user_principal_name} cannot consent on behalf of the organization")
+    state, graph = ctx.state, ctx.graph_sp
+    sp = state.service_principal_by_app_id(app.app_id) or create_service_principal(ctx, app, now)
+    grant = next(
+        (g for g in state.permission_grants(sp.id) if g.resource_id == graph.id and g.consent_type == "AllPrincipals"),
+        None,
+    )
+    if grant is None:
+        grant = PermissionGrant(
+            id=secrets.token_urlsafe(32)[:43],
+            client_id=sp.id,
+            consent_type="AllPrincipals",
+            principal_id=None,
+            resource_id=graph.id,
+            scope=" ".join(dict.fromkeys(scope.split())),
+        )
+        state.add_permission_grant(grant)
+    else:
+        grant.scope = " ".join(dict.fromkeys([*grant.scope.split(), *scope.split()]))
+        state.touch()
+    sign_in = record_sign_in(
+        ctx,
+        now,
+        app_id=app.app_id,
+        app_display_name=app.display_name,
+        event_type="interactiveUser",
+        ip_address=request.remote,
+        user_id=user.id,
+        user_principal_name=user.user_principal_name,
+        user_display_name=user.display_name,
+    )
+    return web.json_response({"grant": grant_json(grant), "servicePrincipalId": sp.id, "signInId": sign_in.id})
+
+
+async def set_policy(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    body = await _body(request)
+    policy = ctx.state.policy
+    if "passwordAddition" in body:
+        if not isinstance(body["passwordAddition"], bool):
+            raise AdminError(400, "passwordAddition must be a boolean (true blocks new secrets)")
+        policy.password_addition_blocked = body["passwordAddition"]
+    if "maxLifetimeDays" in body:
+        days = body["maxLifetimeDays"]
+        if days is not None and (isinstance(days, bool) or not isinstance(days, int) or days < 1):
+            raise AdminError(400, "maxLifetimeDays must be a positive integer or null")
+        policy.max_password_lifetime_days = days
+    ctx.state.touch()
+    return web.json_response(_policy_json(ctx))
+
+
+async def set_license(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    p1 = (await _body(request)).get("p1")
+    if not isinstance(p1, bool):
+        raise AdminError(400, "p1 must be a boolean")
+    ctx.config.p1_license = p1
+    return web.json_response({"p1": p1})
+
+
+async def approve_device(request: web.Request) -> web.Response:
+    """Approve a pending device code sign-in (JSON for tests, a form post from /devicelogin)."""
+    ctx, now = sim_of(request), request[NOW_KEY]
+    from_form = request.content_type == "application/x-www-form-urlencoded"
+    body: Json = dict(await request.post()) if from_form else await _body(request)
+    code = str(body.get("user_code", "")).strip().upper()
+    flow = ctx.devices_by_user_code.get(code)
+    if flow is None or now > flow.expires:
+        raise AdminError(404, "unknown or expired user code")
+    user = _user_or_404(ctx, body.get("userPrincipalName"))
+    flow.approved_user_id = user.id
+    if from_form:
+        return web.Response(
+            text=_page(f"Signed in as {user.user_principal_name}. You can close this window."), content_type="text/html"
+        )
+    return web.json_response({"approved": True, "userPrincipalName": user.user_principal_name})
+
+
+def _page(content: str) -> str:
+    return f"<!doctype html><title>Entra simulator sign-in</title><p>{html.escape(content)}</p>"
+
+
+async def device_login_page(request: web.Request) -> web.Response:
+    form = (
+        "<!doctype html><title>Entra simulator sign-in</title><h1>Enter code</h1>"
+        '<form method="post" action="/_sim/device/approve"><input name="user_code" autofocus>'
+        f'<input type="hidden" name="userPrincipalName" value="{html.escape(ADMIN_UPN)}">'
+        "<button>Sign in as Global Administrator</button></form>"
+    )
+    return web.Response(text=form, content_type="text/html")
+
+
+async def add_certificate(request: web.Request) -> web.Response:
+    ctx = sim_of(request)
+    app = _app_or_404(ctx, request.match_info["app_id"])
+    body = await _body(request)
+    pem, display_name = body.get("pem"), body.get("displayName")
+    if not isinstance(pem, str) or (display_name is not None and not isinstance(display_name, str)):
+        raise AdminError(400, "pem (certificate PEM text) is required; displayName must be a string")
+    try:
+        key = new_key_credential(pem.encode(), display_name)
+    except ValueError:
+        raise AdminError(400, "pem is not a PEM certificate") from None
+    existing = next((k for k in app.key_credentials if k.sha1_thumbprint == key.sha1_thumbprint), None)
+    if existing is None:
+        app.key_credentials.append(key)
+        ctx.state.touch()
+    registered = existing or key
+    return web.json_response(
+        {
+            **registered.graph_json(),
+            "sha1Thumbprint": registered.sha1_thumbprint,
+            "sha256Thumbprint": registered.sha256_thumbprint,
+        },
+        status=200 if existing else 201,
+    )
+
+
+def add_admin_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/_sim/state", get_state)
+    r.add_get("/_sim/clock", get_clock)
+    r.add_post("/_sim/clock/advance", advance_clock)
+    r.add_post("/_sim/faults", set_faults)
+    r.add_post("/_sim/interactive-consent", interactive_consent)
+    r.add_post("/_sim/policy", set_policy)
+    r.add_post("/_sim/license", set_license)
+    r.add_post("/_sim/device/approve", approve_device)
+    r.add_post("/_sim/apps/{app_id}/certificates", add_certificate)
+    r.add_get("/devicelogin", device_login_page)
