@@ -46,7 +46,7 @@ def connect_pbx_card(integration_id: str, app: AppIds, secret: SecretRef) -> Ins
 
 def connected_card(integration_id: str) -> InstructionCard:
     return InstructionCard(
-        title="Connected. Next: synchronisation rules in the PBX",
+        title="Set up the synchronisation rules in the PBX",
         steps=[
             "In the PBX portal, Integrations > Collaboration > Microsoft 365, set up the sync rules: "
             "users to extensions, groups to extension groups, Outlook contacts and Teams presence "
