@@ -6,7 +6,10 @@
     python starter.py redirect-uris acme --redirect-uri https://… [--sso-redirect-uri https://…]
     python starter.py consent acme [--by admin@contoso.com]
     python starter.py retry acme
-    python starter.py secret acme --reveal
+    python starter.py secret acme --reveal [--pending]
+    python starter.py rotate acme           # new secret now; `pbx-updated` once it is in the PBX
+    python starter.py pbx-updated acme [--by admin@contoso.com]
+    python starter.py schedule acme [--pause | --resume] [--note why]
     python starter.py dev-server            # the embedded Temporal dev server (SQLite under the data dir)
     python starter.py generate-key          # a new YEC_ENCRYPTION_KEYS value
 
@@ -34,6 +37,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.rotation import schedule_id_for
 from common import search_attributes
 from common.dev_server import dev_server_command
 from common.secret_store import LocalSecretStore, SecretNotFound
@@ -47,10 +51,13 @@ from workflows.models import (
     OnboardInput,
     Phase,
     RedirectUris,
+    RotationRequest,
+    RotationStage,
     StepState,
     validate_integration_id,
     workflow_id_for,
 )
+from workflows.rotation import SecretRotationWorkflow
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
@@ -116,6 +123,21 @@ def render_status(status: IntegrationStatus) -> str:
         )
         if v.admin_consent_evidence:
             lines.append(f"Admin sign-in:        {v.admin_consent_evidence}")
+    if status.rotation:
+        r = status.rotation
+        lines.append(f"Rotation:             {r.stage} ({r.reason}, started {r.started_at:%Y-%m-%d %H:%M} UTC)")
+        if r.new_secret:
+            lines.append(
+                f"  new secret:         {r.new_secret.hint}… key {r.new_secret.key_id}, "
+                f"expires {r.new_secret.expires_at:%Y-%m-%d %H:%M} UTC"
+            )
+        if r.message:
+            lines.append(f"  {r.message}")
+    elif status.last_rotation and status.last_rotation.finished_at:
+        r = status.last_rotation
+        lines.append(f"Last rotation:        {r.stage} at {r.finished_at:%Y-%m-%d %H:%M} UTC: {r.message}")
+        if r.cutover_evidence:
+            lines.append(f"  cut-over evidence:  {r.cutover_evidence}")
     for warning in status.warnings:
         lines.append(f"Warning: {warning}")
     card = status.pending_human_action
@@ -285,21 +307,85 @@ async def cmd_retry(client: Client, settings: Settings, args: argparse.Namespace
 
 async def cmd_secret(client: Client, settings: Settings, args: argparse.Namespace) -> None:
     status = await _query_status(client, args.integration_id)
-    if status.secret is None:
+    secret = status.secret
+    if args.pending:
+        if status.rotation is None or status.rotation.new_secret is None:
+            raise UserError(f"{args.integration_id} has no rotation with a new secret in progress")
+        secret = status.rotation.new_secret
+    if secret is None:
         raise UserError(f"{args.integration_id} has no client secret yet (phase {status.phase})")
     if not args.reveal:
         raise UserError("the secret is only shown with --reveal (it is a credential: keep it off screenshots)")
     store = LocalSecretStore(settings.data_dir / "secrets", settings.keys)
     try:
-        value = await store.get(args.integration_id, status.secret.key_id)
+        value = await store.get(args.integration_id, secret.key_id)
     except SecretNotFound as exc:
         raise UserError(str(exc)) from None
     print(
-        f"warning: revealing the client secret of {args.integration_id} (key {status.secret.key_id}, expires "
-        f"{status.secret.expires_at:%Y-%m-%d}); paste it into the PBX and clear your terminal.",
+        f"warning: revealing the client secret of {args.integration_id} (key {secret.key_id}, expires "
+        f"{secret.expires_at:%Y-%m-%d}); paste it into the PBX and clear your terminal.",
         file=sys.stderr,
     )
     print(value.get_secret_value())
+
+
+async def cmd_rotate(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    status = await _query_status(client, args.integration_id)
+    if status.rotation is not None:
+        raise UserError(f"a rotation is already in progress ({status.rotation.workflow_id}, {status.rotation.stage})")
+    if status.phase != Phase.CONNECTED:
+        raise UserError(f"{args.integration_id} is {status.phase}; only a Connected integration can rotate")
+    try:
+        await client.get_schedule_handle(schedule_id_for(args.integration_id)).trigger()
+        how = f"triggered schedule {schedule_id_for(args.integration_id)}"
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # No schedule (disabled, or a server without schedules): start the rotation directly.
+        handle = await client.start_workflow(
+            SecretRotationWorkflow.run,
+            args=[RotationRequest(integration_id=args.integration_id, reason="manual"), None],
+            id=f"{schedule_id_for(args.integration_id)}-manual-{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
+            task_queue=settings.temporal.task_queue,
+        )
+        how = f"started {handle.id}"
+    print(f"Rotation of {args.integration_id}: {how}. Follow it with: python starter.py status {args.integration_id}")
+
+
+async def cmd_pbx_updated(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    status = await _query_status(client, args.integration_id)
+    rotation = status.rotation
+    if rotation is None or rotation.stage != RotationStage.WAITING_FOR_PBX:
+        stage = rotation.stage if rotation else "no rotation in progress"
+        raise UserError(f"{args.integration_id} is not waiting for the PBX to be updated ({stage})")
+    await (await _handle(client, args.integration_id)).signal(
+        IntegrationWorkflow.pbx_secret_updated, ConsentConfirmation(confirmed_by=args.by)
+    )
+    print(f"Noted. The old secret of {args.integration_id} is removed once sign-ins show the PBX on the new one.")
+
+
+async def cmd_schedule(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+    await _query_status(client, args.integration_id)
+    handle = client.get_schedule_handle(schedule_id_for(args.integration_id))
+    try:
+        if args.pause:
+            await handle.pause(note=args.note or "paused with starter.py")
+        elif args.resume:
+            await handle.unpause(note=args.note or "resumed with starter.py")
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UserError(f"{args.integration_id} has no rotation schedule (it is created at Connected)") from None
+        raise
+    state, info = description.schedule.state, description.info
+    every = ", ".join(str(i.every) for i in description.schedule.spec.intervals)
+    print(f"Schedule {handle.id}: every {every}, {'PAUSED' if state.paused else 'active'}")
+    if state.note:
+        print(f"  note: {state.note}")
+    for when in info.next_action_times[:3]:
+        print(f"  next rotation: {when:%Y-%m-%d %H:%M} UTC")
+    for action in info.recent_actions[-3:]:
+        print(f"  ran: {action.started_at:%Y-%m-%d %H:%M} UTC")
 
 
 COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[None]]] = {
@@ -310,6 +396,9 @@ COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[N
     "consent": cmd_consent,
     "retry": cmd_retry,
     "secret": cmd_secret,
+    "rotate": cmd_rotate,
+    "pbx-updated": cmd_pbx_updated,
+    "schedule": cmd_schedule,
 }
 
 
@@ -366,6 +455,17 @@ def parser() -> argparse.ArgumentParser:
 
     secret = with_id("secret", "reveal the client secret to paste into the PBX")
     secret.add_argument("--reveal", action="store_true", help="really print it")
+    secret.add_argument("--pending", action="store_true", help="the new secret of a rotation in progress")
+
+    with_id("rotate", "rotate the client secret now (new secret first, old removed after cut-over)")
+    updated = with_id("pbx-updated", "confirm the new secret was pasted into the PBX (during a rotation)")
+    updated.add_argument("--by", help="who updated the PBX (recorded in the status)")
+
+    schedule = with_id("schedule", "show, pause or resume the rotation schedule")
+    toggle = schedule.add_mutually_exclusive_group()
+    toggle.add_argument("--pause", action="store_true")
+    toggle.add_argument("--resume", action="store_true")
+    schedule.add_argument("--note", help="why (shown in the schedule)")
 
     dev = sub.add_parser("dev-server", help="run the embedded Temporal dev server (foreground)")
     dev.add_argument("--port", type=int, default=7233)

@@ -23,11 +23,13 @@ from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
 from activities.provisioning import ProvisioningActivities
+from activities.rotation import RotationActivities
 from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, ensure_search_attributes, exit_process
 from workflows.integration import IntegrationWorkflow
+from workflows.rotation import SecretRotationWorkflow
 
 log = structlog.get_logger("worker")
 
@@ -37,11 +39,12 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
     """A configured (not yet running) worker; closes the activities' HTTP clients afterwards."""
     provisioning = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
     notify = NotifyActivities(settings)
+    rotation = RotationActivities(client, settings)
     try:
         yield Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=[IntegrationWorkflow],
+            workflows=[IntegrationWorkflow, SecretRotationWorkflow],
             activities=[
                 provisioning.preflight,
                 provisioning.register_application,
@@ -51,6 +54,10 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
                 provisioning.prove_secret,
                 provisioning.verify_integration,
                 provisioning.check_credential,
+                provisioning.remove_client_secret,
+                provisioning.cutover_evidence,
+                rotation.ensure_rotation_schedule,
+                rotation.begin_rotation,
                 notify.notify,
             ],
             # Bounded, so an idle fleet of thousands of integrations does not grow the worker's memory.

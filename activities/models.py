@@ -111,3 +111,38 @@ class NotifyInput(BaseModel):
 class NotifyResult(BaseModel):
     delivered: list[str]
     failed_permanently: list[str]
+
+
+class ScheduleInput(BaseModel):
+    integration_id: str
+    every: timedelta
+
+
+class BeginRotationInput(BaseModel):
+    integration_id: str
+    rotation_workflow_id: str
+    reason: str
+
+
+class RemoveSecretInput(BaseModel):
+    integration_id: str
+    tenant_id: str
+    application_object_id: str
+    key_id: str
+
+
+class CutoverInput(BaseModel):
+    tenant_id: str
+    client_id: str
+    old_key_id: str
+    new_key_id: str
+    since: datetime
+
+
+class CutoverEvidence(ActivityResult):
+    readable: bool
+    new_key_sign_ins: int = 0
+    old_key_sign_ins: int = 0
+    last_new_use: datetime | None = None
+    last_old_use: datetime | None = None
+    reason: str | None = None

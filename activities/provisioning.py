@@ -18,6 +18,8 @@ from activities.models import (
     CheckCredentialInput,
     CreateSecretInput,
     CredentialCheck,
+    CutoverEvidence,
+    CutoverInput,
     PermissionsInput,
     PermissionsResult,
     PreflightInput,
@@ -27,9 +29,10 @@ from activities.models import (
     RedirectUrisInput,
     RegisterInput,
     RegisterResult,
+    RemoveSecretInput,
     VerifyInput,
 )
-from clients.errors import ApiError, Conflict, NotFound, NotYetReplicated
+from clients.errors import ApiError, Conflict, InvalidRequest, NotFound, NotYetReplicated, PermissionDenied
 from clients.graph import GraphClient
 from clients.graph_models import PasswordCredential, ServicePrincipal
 from clients.msal_auth import MsalTokenProvider
@@ -370,6 +373,37 @@ class ProvisioningActivities:
         if sign_ins:
             return f"{len(sign_ins)} sign-in(s) by the app since the confirmation"
         return None
+
+    @activity.defn(name=names.REMOVE_CLIENT_SECRET)
+    @graph_activity
+    async def remove_client_secret(self, req: RemoveSecretInput) -> ActivityResult:
+        """Remove one key ID from the app and its value from the store; already gone counts as done."""
+        with contextlib.suppress(NotFound):
+            await self._graph(req.tenant_id).remove_password(req.application_object_id, req.key_id)
+        await self._secrets.delete(req.integration_id, req.key_id)
+        log.info("client secret removed", key_id=req.key_id)
+        return ActivityResult(attempt=_attempt())
+
+    @activity.defn(name=names.CUTOVER_EVIDENCE)
+    @graph_activity
+    async def cutover_evidence(self, req: CutoverInput) -> CutoverEvidence:
+        """Which of the two keys the app's sign-ins used since `since` (beta sign-in logs)."""
+        try:
+            sign_ins = await self._graph(req.tenant_id).list_service_principal_sign_ins(req.client_id, since=req.since)
+        except (PermissionDenied, InvalidRequest) as exc:
+            # No AuditLog.Read.All, no Entra P1 licence, or a national cloud without the beta endpoint.
+            return CutoverEvidence(readable=False, reason=exc.code or str(exc.status), attempt=_attempt())
+        ok = [s for s in sign_ins if s.status.error_code == 0 and s.created_date_time >= req.since]
+        new = [s.created_date_time for s in ok if s.service_principal_credential_key_id == req.new_key_id]
+        old = [s.created_date_time for s in ok if s.service_principal_credential_key_id == req.old_key_id]
+        return CutoverEvidence(
+            readable=True,
+            new_key_sign_ins=len(new),
+            old_key_sign_ins=len(old),
+            last_new_use=max(new, default=None),
+            last_old_use=max(old, default=None),
+            attempt=_attempt(),
+        )
 
     # ----------------------------------------------------- lifecycle check
 

@@ -8,7 +8,7 @@ import base64
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,8 +99,9 @@ class Harness:
     def onboard_input(self, integration_id: str, **kwargs: Any) -> OnboardInput:
         assert self.settings.entra.tenant_id is not None
         kwargs.setdefault("options", LifecycleOptions())
-        # The time-skipping server can't register custom search attributes; the dev server can.
+        # The time-skipping server has neither custom search attributes nor schedules; the dev server has.
         kwargs.setdefault("publish_search_attributes", not self.time_skipping)
+        kwargs.setdefault("schedule_rotations", not self.time_skipping)
         return OnboardInput(integration_id=integration_id, tenant_id=self.settings.entra.tenant_id, **kwargs)
 
     async def start(self, onboard: OnboardInput) -> WorkflowHandle[Any, Any]:
@@ -126,16 +127,22 @@ class Harness:
             yield w
 
 
-async def wait_for_phase(handle: WorkflowHandle[Any, Any], *phases: Phase, limit: float = 30.0) -> IntegrationStatus:
-    """Poll the status query (real time; the test server does not skip time while we poll)."""
+async def wait_until(
+    handle: WorkflowHandle[Any, Any], ready: Callable[[IntegrationStatus], bool], what: str, limit: float = 30.0
+) -> IntegrationStatus:
+    """Poll the status query until `ready` (real time: the test server does not skip time while we poll)."""
     deadline = asyncio.get_running_loop().time() + limit
     while True:
         status: IntegrationStatus = await handle.query(IntegrationWorkflow.status)
-        if status.phase in phases:
+        if ready(status):
             return status
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"still {status.phase} after {limit}s, wanted {phases}: {status}")
+            raise AssertionError(f"never {what} within {limit}s: {status}")
         await asyncio.sleep(0.1)
+
+
+async def wait_for_phase(handle: WorkflowHandle[Any, Any], *phases: Phase, limit: float = 30.0) -> IntegrationStatus:
+    return await wait_until(handle, lambda s: s.phase in phases, f"in phase {phases}", limit)
 
 
 @contextlib.asynccontextmanager
@@ -148,6 +155,8 @@ async def harness_for(
     clock: Clock | None = None,
     **settings_overrides: Any,
 ) -> AsyncIterator[Harness]:
+    # The simulated PBX syncs often, so sign-in evidence of a secret change appears within the test.
+    yeastar = yeastar or YeastarSimConfig(sync_interval_seconds=0.2)
     async with running_simulators(tmp_path / "sim", entra=entra, yeastar=yeastar, clock=clock) as sims:
         settings = settings_for(sims, tmp_path / "data", **settings_overrides)
         # A task queue per test, so tests sharing one Temporal server never see each other's tasks.

@@ -64,3 +64,24 @@ def blocked_card(integration_id: str, blocked: Blocked) -> InstructionCard:
         steps=[blocked.message, f"How to fix: {blocked.fix}", "Then resume with the command below."],
         commands=[f"{CLI} retry {integration_id}"],
     )
+
+
+def rotation_card(integration_id: str, app: AppIds, new: SecretRef, old: SecretRef) -> InstructionCard:
+    return InstructionCard(
+        title="Paste the new client secret into the PBX (rotation)",
+        steps=[
+            "Reveal the new client secret with the first command.",
+            "PBX web portal > Integrations > Collaboration > Microsoft 365: in Certificates & Secrets, replace "
+            "the Client Secret with the new value and click Save.",
+            "Sign in with the Global Administrator account again when the PBX redirects you, Accept, then OK.",
+            f"Tell this service with the second command. The old secret ({old.hint}…, expires "
+            f"{old.expires_at:%Y-%m-%d}) keeps working until the PBX is seen using the new one; only then is it "
+            "removed.",
+        ],
+        values={
+            "Application (client) ID": app.client_id,
+            "Directory (tenant) ID": app.tenant_id,
+            "New client secret": f"{new.hint}… (key ID {new.key_id}, expires {new.expires_at:%Y-%m-%d})",
+        },
+        commands=[f"{CLI} secret {integration_id} --reveal --pending", f"{CLI} pbx-updated {integration_id}"],
+    )

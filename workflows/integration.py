@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.common import SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
         CheckCredentialInput,
         CreateSecretInput,
         CredentialCheck,
-        NotifyInput,
         PermissionsInput,
         PermissionsResult,
         PreflightInput,
@@ -33,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RedirectUrisInput,
         RegisterInput,
         RegisterResult,
+        ScheduleInput,
         VerifyInput,
     )
     from common import search_attributes
@@ -49,6 +49,10 @@ with workflow.unsafe.imports_passed_through():
         OnboardInput,
         Phase,
         RedirectUris,
+        RotationPlan,
+        RotationStage,
+        RotationStart,
+        RotationStatus,
         SecretRef,
         Step,
         StepState,
@@ -56,24 +60,9 @@ with workflow.unsafe.imports_passed_through():
         Verification,
         workflow_id_for,
     )
+    from workflows.shared import history_too_long, notify, run_activity, wait
 
 T = TypeVar("T")
-
-# Graph calls: the client already retried throttling and replication inside one attempt; Temporal
-# retries whole attempts (worker died, Graph down) for up to half an hour before the step is Blocked.
-GRAPH_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2))
-GRAPH_TIMEOUTS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=3),
-    # Activities heartbeat every few seconds: a killed worker's task is retried elsewhere quickly.
-    "heartbeat_timeout": timedelta(seconds=15),
-    "schedule_to_close_timeout": timedelta(minutes=30),
-    "retry_policy": GRAPH_RETRY,
-}
-NOTIFY_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=1),
-    "schedule_to_close_timeout": timedelta(hours=1),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
-}
 
 
 @workflow.defn
@@ -82,6 +71,7 @@ class IntegrationWorkflow:
     def __init__(self, start: OnboardInput, resume: IntegrationState | None = None) -> None:
         self._state = resume or IntegrationState(input=start, redirect_uris=start.redirect_uris)
         self._retry_requested = False
+        self._rotation_changed = False
 
     # ----------------------------------------------------------------- run
 
@@ -142,6 +132,25 @@ class IntegrationWorkflow:
         state.instruction = instructions.connected_card(state.input.integration_id)
         self._set_phase(Phase.CONNECTED)
         workflow.logger.info("integration connected", extra={"integration_id": state.input.integration_id})
+        await self._ensure_rotation_schedule()
+
+    async def _ensure_rotation_schedule(self) -> None:
+        state = self._state
+        if not state.input.schedule_rotations:
+            return
+        every = state.input.options.rotation_every(state.secret_lifetime or state.input.options.secret_lifetime)
+        if state.schedule_ensured_for == every:
+            return
+        try:
+            await run_activity(
+                activity.ENSURE_ROTATION_SCHEDULE,
+                ScheduleInput(integration_id=state.input.integration_id, every=every),
+                ActivityResult,
+            )
+        except ActivityError as err:
+            self._warn_latest(f"rotation schedule not set up: {err.cause or err}")
+            return
+        state.schedule_ensured_for = every
 
     async def _stay_connected(self) -> None:
         """Connected: remind before expiry, watch the credential, report Expired. Returns when a new
@@ -151,38 +160,41 @@ class IntegrationWorkflow:
             await self._continue_as_new_if_needed()
             secret = self._secret
             now = workflow.now()
-            await self._send_due_expiry_reminders(secret, now)
-            if now >= secret.expires_at:
-                await self._needs_new_secret(
-                    "SecretExpired",
-                    f"The client secret {secret.hint}… expired at {secret.expires_at:%Y-%m-%d %H:%M} UTC; "
-                    "the PBX can no longer sync from Entra ID.",
-                    phase=Phase.EXPIRED,
-                )
-                return
-            if state.credentials_checked_at is None or now >= (
-                state.credentials_checked_at + opts.credential_check_interval
-            ):
-                check = await self._check_credential(secret)
-                state.credentials_checked_at = workflow.now()
-                if check is not None and not check.present:
+            # During a rotation the rotation workflow owns the reminders and the old secret's fate.
+            if state.rotation is None:
+                await self._send_due_expiry_reminders(secret, now)
+                if now >= secret.expires_at:
                     await self._needs_new_secret(
-                        "ApplicationDeleted" if check.application_missing else "SecretRemoved",
-                        f"The Entra application {self._app.client_id} was deleted outside this service; the "
-                        "PBX can no longer sync."
-                        if check.application_missing
-                        else f"The client secret {secret.hint}… (key ID {secret.key_id}) was removed from "
-                        "the Entra application outside this service; the PBX can no longer sync.",
-                        restart_from=Step.REGISTER_APP if check.application_missing else Step.CLIENT_SECRET,
+                        "SecretExpired",
+                        f"The client secret {secret.hint}… expired at {secret.expires_at:%Y-%m-%d %H:%M} UTC; "
+                        "the PBX can no longer sync from Entra ID.",
+                        phase=Phase.EXPIRED,
                     )
                     return
+                if state.credentials_checked_at is None or now >= (
+                    state.credentials_checked_at + opts.credential_check_interval
+                ):
+                    check = await self._check_credential(secret)
+                    state.credentials_checked_at = workflow.now()
+                    if check is not None and not check.present:
+                        await self._needs_new_secret(
+                            "ApplicationDeleted" if check.application_missing else "SecretRemoved",
+                            f"The Entra application {self._app.client_id} was deleted outside this service; "
+                            "the PBX can no longer sync."
+                            if check.application_missing
+                            else f"The client secret {secret.hint}… (key ID {secret.key_id}) was removed from "
+                            "the Entra application outside this service; the PBX can no longer sync.",
+                            restart_from=Step.REGISTER_APP if check.application_missing else Step.CLIENT_SECRET,
+                        )
+                        return
+            self._rotation_changed = False
             wake_at = min(self._next_events(secret, workflow.now()))
-            await self._wait(lambda: self._retry_requested, wake_at - workflow.now())
+            await wait(lambda: self._rotation_changed, wake_at - workflow.now())
 
     async def _check_credential(self, secret: SecretRef) -> CredentialCheck | None:
         """None when the check itself failed (Graph unreachable): try again at the next interval."""
         try:
-            return await self._activity(
+            return await run_activity(
                 activity.CHECK_CREDENTIAL,
                 CheckCredentialInput(
                     tenant_id=self._app.tenant_id,
@@ -227,7 +239,7 @@ class IntegrationWorkflow:
 
     async def _preflight(self) -> PreflightResult:
         state = self._state
-        return await self._activity(
+        return await run_activity(
             activity.PREFLIGHT,
             PreflightInput(
                 tenant_id=state.input.tenant_id,
@@ -239,7 +251,7 @@ class IntegrationWorkflow:
 
     async def _register(self) -> RegisterResult:
         state = self._state
-        result = await self._activity(
+        result = await run_activity(
             activity.REGISTER_APPLICATION,
             RegisterInput(
                 tenant_id=state.input.tenant_id,
@@ -253,7 +265,7 @@ class IntegrationWorkflow:
         return result
 
     async def _set_redirect_uris(self) -> ActivityResult:
-        return await self._activity(
+        return await run_activity(
             activity.SET_REDIRECT_URIS,
             RedirectUrisInput(
                 tenant_id=self._app.tenant_id,
@@ -264,7 +276,7 @@ class IntegrationWorkflow:
         )
 
     async def _grant_permissions(self) -> PermissionsResult:
-        result = await self._activity(
+        result = await run_activity(
             activity.GRANT_PERMISSIONS,
             PermissionsInput(
                 tenant_id=self._app.tenant_id, app=self._app, permissions=list(REQUIRED_GRAPH_PERMISSIONS)
@@ -283,7 +295,7 @@ class IntegrationWorkflow:
             workflow.now().strftime("%Y%m%d%H%M%S")
         )
         if state.secret is None:
-            state.secret = await self._activity(
+            state.secret = await run_activity(
                 activity.CREATE_CLIENT_SECRET,
                 CreateSecretInput(
                     integration_id=state.input.integration_id,
@@ -297,7 +309,7 @@ class IntegrationWorkflow:
             )
             self._upsert_search_attributes()
         opts = state.input.options
-        return await self._activity(
+        return await run_activity(
             activity.PROVE_SECRET,
             ProveSecretInput(
                 integration_id=state.input.integration_id,
@@ -312,7 +324,7 @@ class IntegrationWorkflow:
 
     async def _verify(self) -> Verification:
         state = self._state
-        return await self._activity(
+        return await run_activity(
             activity.VERIFY_INTEGRATION,
             VerifyInput(
                 integration_id=state.input.integration_id,
@@ -351,7 +363,69 @@ class IntegrationWorkflow:
 
     @workflow.signal
     def retry(self) -> None:
-        self._retry_requested = True
+        # Only a parked workflow waits for this; elsewhere it would linger and skip a future Blocked.
+        if self._state.phase in (Phase.BLOCKED, Phase.EXPIRED):
+            self._retry_requested = True
+
+    # ------------------------------------------- rotation (SecretRotationWorkflow talks to these)
+
+    @workflow.update
+    def begin_rotation(self, request: RotationStart) -> RotationPlan:
+        state = self._state
+        state.rotation = RotationStatus(
+            workflow_id=request.rotation_workflow_id,
+            reason=request.reason,
+            started_at=workflow.now(),
+            old_secret=self._secret,
+        )
+        self._set_phase(Phase.ROTATING)
+        self._rotation_changed = True
+        return RotationPlan(
+            integration_id=state.input.integration_id,
+            app=self._app,
+            current=self._secret,
+            options=state.input.options,
+            lifetime=state.secret_lifetime or state.input.options.secret_lifetime,
+        )
+
+    @begin_rotation.validator
+    def _validate_begin_rotation(self, request: RotationStart) -> None:
+        state = self._state
+        if state.rotation is not None:
+            raise ValueError(f"rotation {state.rotation.workflow_id} is already in progress")
+        if state.phase != Phase.CONNECTED:
+            raise ValueError(
+                f"the integration is {state.phase}; only a Connected integration rotates its secret "
+                "(a Blocked or Expired one gets a new secret with `retry`)"
+            )
+
+    @workflow.signal
+    def rotation_progress(self, status: RotationStatus) -> None:
+        if self._state.rotation and status.workflow_id == self._state.rotation.workflow_id:
+            self._state.rotation = status
+            self._rotation_changed = True
+
+    @workflow.signal
+    def rotation_finished(self, status: RotationStatus) -> None:
+        state = self._state
+        if state.rotation is None or status.workflow_id != state.rotation.workflow_id:
+            return
+        state.rotation, state.last_rotation = None, status
+        if status.stage == RotationStage.COMPLETED and status.new_secret is not None:
+            state.secret = status.new_secret
+            state.rotations_completed += 1
+            state.credentials_checked_at = None
+        self._set_phase(Phase.CONNECTED)
+        self._rotation_changed = True
+
+    @workflow.signal
+    async def pbx_secret_updated(self, confirmation: ConsentConfirmation) -> None:
+        """The admin pasted the new secret into the PBX: hand it to the rotation that waits for it."""
+        rotation = self._state.rotation
+        if rotation is None:
+            self._warn_latest("pbx_secret_updated arrived with no rotation in progress; ignored")
+            return
+        await workflow.get_external_workflow_handle(rotation.workflow_id).signal("pbx_secret_updated", confirmation)
 
     @workflow.query
     def status(self) -> IntegrationStatus:
@@ -367,9 +441,12 @@ class IntegrationWorkflow:
             granted_permissions=state.granted_permissions,
             verification=state.verification,
             blocked=state.blocked,
-            pending_human_action=state.instruction,
+            pending_human_action=state.rotation.card if state.rotation and state.rotation.card else state.instruction,
             warnings=state.warnings,
             connected_at=state.connected_at,
+            rotation=state.rotation,
+            last_rotation=state.last_rotation,
+            rotations_completed=state.rotations_completed,
             history_length=workflow.info().get_current_history_length(),
             continued_as_new=state.continued_as_new,
         )
@@ -390,11 +467,6 @@ class IntegrationWorkflow:
     def _uris(self) -> RedirectUris:
         assert self._state.redirect_uris is not None, "no redirect URIs yet"
         return self._state.redirect_uris
-
-    async def _activity(self, name: str, arg: Any, result_type: type[T], **options: Any) -> T:
-        merged = {**GRAPH_TIMEOUTS, **options}
-        result: T = await workflow.execute_activity(name, arg, result_type=result_type, **merged)
-        return result
 
     async def _step(self, step: Step, action: Callable[[], Awaitable[T]]) -> T | None:
         """Run a step unless already done; on a failure retrying can't fix, park Blocked until `retry`."""
@@ -459,7 +531,7 @@ class IntegrationWorkflow:
         waiting_since = workflow.now()
         reminders = 0
         interval = state.input.options.human_reminder_interval
-        while not await self._wait(done, interval):
+        while not await wait(done, interval):
             reminders += 1
             workflow.logger.info(
                 "still waiting for a human",
@@ -502,7 +574,7 @@ class IntegrationWorkflow:
             "presence stop.",
             next_action=f"python starter.py retry {self._state.input.integration_id}"
             if days == 0
-            else f"python starter.py status {self._state.input.integration_id}",
+            else f"python starter.py rotate {self._state.input.integration_id}",
             due=secret.expires_at,
             escalate=already_sent >= self._state.input.options.escalate_after_reminders,
         )
@@ -553,25 +625,11 @@ class IntegrationWorkflow:
                 if v is not None
             },
         )
-        try:
-            await workflow.execute_activity(
-                activity.NOTIFY, NotifyInput(notification=notification, escalate=escalate), **NOTIFY_OPTIONS
-            )
-        except ActivityError as err:
-            # An undeliverable reminder must not stop the integration; the status shows it.
-            self._warn_latest(f"notification {notification.notification_id} not delivered: {err.cause or err}")
-
-    async def _wait(self, condition: Callable[[], bool], at_most: timedelta) -> bool:
-        try:
-            await workflow.wait_condition(condition, timeout=max(at_most, timedelta(seconds=1)))
-        except TimeoutError:
-            return False
-        return True
+        if problem := await notify(notification, escalate=escalate):
+            self._warn_latest(problem)
 
     async def _continue_as_new_if_needed(self) -> None:
-        info = workflow.info()
-        limit = self._state.input.options.max_history_events
-        if info.get_current_history_length() < limit and not info.is_continue_as_new_suggested():
+        if not history_too_long(self._state.input.options.max_history_events):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
         self._state.continued_as_new += 1

@@ -89,6 +89,16 @@ class LifecycleOptions(BaseModel):
     secret_replication_timeout: timedelta = timedelta(minutes=5)
     # Continue-as-new after this many history events, so a years-long run stays small.
     max_history_events: int = 2000
+    # Rotation: how often the schedule starts one (None: half the secret lifetime), how long to look
+    # for sign-in evidence that the PBX moved to the new secret, and the fallback wait without it.
+    rotation_interval: timedelta | None = None
+    sign_in_poll_interval: timedelta = timedelta(minutes=10)
+    cutover_grace_period: timedelta = timedelta(hours=1)
+    # Sign-ins reach the logs minutes late: only a quiet window this long after confirmation counts.
+    sign_in_settle_time: timedelta = timedelta(minutes=15)
+
+    def rotation_every(self, lifetime: timedelta) -> timedelta:
+        return self.rotation_interval or lifetime / 2
 
 
 class OnboardInput(BaseModel):
@@ -97,8 +107,10 @@ class OnboardInput(BaseModel):
     display_name: str | None = None
     redirect_uris: RedirectUris | None = None
     yeastar_configured: bool = False
-    # Off only where the server can't register custom search attributes (the time-skipping test server).
+    # Off only where the server lacks the feature (the time-skipping test server has neither custom
+    # search attributes nor schedules; its tests start rotations themselves).
     publish_search_attributes: bool = True
+    schedule_rotations: bool = True
     options: LifecycleOptions = Field(default_factory=LifecycleOptions)
 
     @field_validator("integration_id")
@@ -123,6 +135,7 @@ class Phase(StrEnum):
     WAITING_FOR_CONSENT = "WaitingForConsent"
     VERIFYING = "Verifying"
     CONNECTED = "Connected"
+    ROTATING = "Rotating"
     BLOCKED = "Blocked"
     EXPIRED = "Expired"
 
@@ -199,6 +212,49 @@ class Verification(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
+class RotationStage(StrEnum):
+    CREATING_SECRET = "creating_secret"
+    WAITING_FOR_PBX = "waiting_for_pbx"
+    VERIFYING_CUTOVER = "verifying_cutover"
+    REMOVING_OLD_SECRET = "removing_old_secret"
+    COMPLETED = "completed"
+    ABANDONED = "abandoned"
+
+
+class RotationRequest(BaseModel):
+    integration_id: str
+    reason: str = "scheduled"
+
+
+class RotationStart(BaseModel):
+    rotation_workflow_id: str
+    reason: str
+
+
+class RotationPlan(BaseModel):
+    """What the integration workflow hands a rotation that it accepted."""
+
+    integration_id: str
+    app: AppIds
+    current: SecretRef
+    options: LifecycleOptions
+    lifetime: timedelta
+
+
+class RotationStatus(BaseModel):
+    workflow_id: str
+    reason: str
+    stage: RotationStage = RotationStage.CREATING_SECRET
+    started_at: datetime
+    old_secret: SecretRef | None = None  # None only for a rotation the integration refused
+    new_secret: SecretRef | None = None
+    pbx_updated_at: datetime | None = None
+    cutover_evidence: str | None = None
+    finished_at: datetime | None = None
+    message: str | None = None
+    card: InstructionCard | None = None
+
+
 class IntegrationState(BaseModel):
     """The workflow's whole state; carried across continue-as-new."""
 
@@ -219,6 +275,10 @@ class IntegrationState(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     notifications_sent: list[str] = Field(default_factory=list)
     credentials_checked_at: datetime | None = None
+    rotation: RotationStatus | None = None
+    last_rotation: RotationStatus | None = None
+    rotations_completed: int = 0
+    schedule_ensured_for: timedelta | None = None
     continued_as_new: int = 0
 
 
@@ -238,6 +298,9 @@ class IntegrationStatus(BaseModel):
     pending_human_action: InstructionCard | None
     warnings: list[str]
     connected_at: datetime | None
+    rotation: RotationStatus | None
+    last_rotation: RotationStatus | None
+    rotations_completed: int
     history_length: int
     continued_as_new: int
 

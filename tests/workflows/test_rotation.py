@@ -1,0 +1,103 @@
+"""SecretRotationWorkflow on the time-skipping server: new secret first, the human's paste, sign-in
+evidence, and only then the old key goes. The tests start rotations the way the schedule would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import WorkflowHandle
+
+from common.secret_store import LocalSecretStore
+from simulators.entra.seed import ADMIN_UPN
+from simulators.human import PortalHuman
+from tests.conftest import Harness, record_history, wait_until
+from tests.workflows.test_onboarding import connect_pbx_as_human, portal_redirect_uris
+from workflows.integration import IntegrationWorkflow
+from workflows.models import (
+    ConsentConfirmation,
+    IntegrationStatus,
+    Phase,
+    RotationRequest,
+    RotationStage,
+)
+from workflows.rotation import SecretRotationWorkflow
+
+
+async def start_rotation(h: Harness, integration_id: str, run: int) -> WorkflowHandle[Any, Any]:
+    """What the schedule's action does (the time-skipping server has no schedules)."""
+    return await h.client.start_workflow(
+        SecretRotationWorkflow.run,
+        args=[RotationRequest(integration_id=integration_id), None],
+        id=f"rotation-{integration_id}-{run}",
+        task_queue=h.task_queue,
+    )
+
+
+async def paste_new_secret_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> IntegrationStatus:
+    """The rotation card, done: paste the new secret into the PBX, sign in again, confirm."""
+    status = await wait_until(
+        handle,
+        lambda s: s.rotation is not None and s.rotation.stage == RotationStage.WAITING_FOR_PBX,
+        "waiting for the PBX update",
+    )
+    assert status.rotation is not None and status.rotation.new_secret is not None and status.app is not None
+    store = LocalSecretStore(h.settings.data_dir / "secrets", h.settings.keys)
+    secret = await store.get(status.integration_id, status.rotation.new_secret.key_id)
+    async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
+        await human.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
+        await human.sign_in_and_accept(ADMIN_UPN)
+    await handle.signal(IntegrationWorkflow.pbx_secret_updated, ConsentConfirmation(confirmed_by=ADMIN_UPN))
+    return status
+
+
+def key_ids(h: Harness, status: IntegrationStatus) -> list[str]:
+    assert status.app is not None
+    app = h.sims.entra.state.application(status.app.application_object_id)
+    assert app is not None
+    return sorted(p.key_id for p in app.password_credentials)
+
+
+async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Harness) -> None:
+    async with ts.worker():
+        handle = await ts.start(ts.onboard_input("rot", redirect_uris=await portal_redirect_uris(ts)))
+        connected = await connect_pbx_as_human(ts, handle)
+        assert connected.secret is not None
+        old_key = connected.secret.key_id
+
+        rotation = await start_rotation(ts, "rot", 1)
+        waiting = await paste_new_secret_as_human(ts, handle)
+        assert waiting.phase == Phase.ROTATING
+        assert waiting.pending_human_action is not None
+        assert "pbx-updated rot" in waiting.pending_human_action.commands[-1]
+        assert waiting.rotation is not None and waiting.rotation.new_secret is not None
+        new_key = waiting.rotation.new_secret.key_id
+        assert key_ids(ts, waiting) == sorted([old_key, new_key]), "new secret first, old one still there"
+
+        result = await rotation.result()
+        status = await wait_until(handle, lambda s: s.phase == Phase.CONNECTED, "connected again")
+        await record_history(handle, "rotation-integration")
+        await record_history(rotation, "rotation-completed")
+
+    assert result.stage == RotationStage.COMPLETED, result.message
+    assert result.cutover_evidence is not None and "new key" in result.cutover_evidence
+    assert status.secret is not None and status.secret.key_id == new_key
+    assert status.rotations_completed == 1 and status.last_rotation is not None
+    assert key_ids(ts, status) == [new_key], "only the old key was removed"
+    store = LocalSecretStore(ts.settings.data_dir / "secrets", ts.settings.keys)
+    assert await store.key_ids("rot") == [new_key]
+    portal_view = ts.sims.yeastar.state.portal
+    assert portal_view.status == "Connected"
+
+
+async def test_a_second_rotation_is_refused_while_one_runs(ts: Harness) -> None:
+    async with ts.worker():
+        handle = await ts.start(ts.onboard_input("one-at-a-time", redirect_uris=await portal_redirect_uris(ts)))
+        await connect_pbx_as_human(ts, handle)
+        first = await start_rotation(ts, "one-at-a-time", 1)
+        await wait_until(handle, lambda s: s.rotation is not None, "rotating")
+        second = await start_rotation(ts, "one-at-a-time", 2)
+        refused = await second.result()
+        assert refused.stage == RotationStage.ABANDONED
+        assert refused.message is not None and "already in progress" in refused.message
+        status = await handle.query(IntegrationWorkflow.status)
+        assert status.rotation is not None and status.rotation.workflow_id == first.id
