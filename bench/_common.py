@@ -139,14 +139,14 @@ class Service:
             tail = self.log.read_text(errors="replace")[-2000:]
             raise RuntimeError(f"{self.name} exited with {self.process.returncode}; log {self.log}:\n{tail}")
 
-    async def stop(self, timeout: float = 30.0) -> float:
-        """SIGTERM, then SIGKILL after ``timeout``; returns the seconds it took to exit."""
+    async def stop(self, grace: float = 30.0) -> float:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; returns the seconds it took to exit."""
         started = time.monotonic()
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), timeout)
+                await asyncio.wait_for(self.process.wait(), grace)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     self.process.kill()
@@ -190,14 +190,14 @@ class DevServer:
 
 
 @contextlib.asynccontextmanager
-async def dev_server(run_dir: Path, *, timeout: float = 60.0) -> AsyncIterator[DevServer]:
+async def dev_server(run_dir: Path, *, limit: float = 60.0) -> AsyncIterator[DevServer]:
     port = free_port()
     data_dir = run_dir / "temporal"
     command = dev_server_command(data_dir, port=port, headless=True)
     service = await start_service("temporal", command, base_env(), run_dir)
     server = DevServer(service, f"127.0.0.1:{port}", data_dir / "temporal.sqlite")
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while True:
             service.check()
             try:
@@ -234,17 +234,17 @@ class Simulators:
 
 
 @contextlib.asynccontextmanager
-async def simulators(run_dir: Path, latency_ms: float, *, timeout: float = 60.0) -> AsyncIterator[Simulators]:
+async def simulators(run_dir: Path, latency_ms: float, *, limit: float = 60.0) -> AsyncIterator[Simulators]:
     data_dir = run_dir / "sim"
     argv = [PYTHON, "-m", "bench._sims", "--data-dir", str(data_dir), "--latency-ms", str(latency_ms)]
     service = await start_service("simulators", argv, base_env(), run_dir)
     env_file = data_dir / SIMS_ENV_FILE
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while not env_file.exists():
             service.check()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"simulators not ready after {timeout:.0f}s (log {service.log})")
+                raise TimeoutError(f"simulators not ready after {limit:.0f}s (log {service.log})")
             await asyncio.sleep(0.1)
         yield Simulators(service, json.loads(env_file.read_text()))
     finally:
@@ -279,7 +279,7 @@ def random_keys() -> str:
     return "bench:" + base64.b64encode(os.urandom(32)).decode()
 
 
-async def wait_for_worker(client: Client, task_queue: str, service: Service, *, timeout: float = 60.0) -> float:
+async def wait_for_worker(client: Client, task_queue: str, service: Service, *, limit: float = 60.0) -> float:
     """Seconds until this worker process polls both the workflow and the activity task queue
     (pollers are told apart by the SDK's default identity, ``<pid>@<host>``)."""
     started = time.monotonic()
@@ -294,8 +294,8 @@ async def wait_for_worker(client: Client, task_queue: str, service: Service, *, 
             )
             if any(p.identity.startswith(identity) for p in described.pollers):
                 break
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{service.name} not polling {task_queue} after {timeout:.0f}s (log {service.log})")
+            if time.monotonic() - started > limit:
+                raise TimeoutError(f"{service.name} not polling {task_queue} after {limit:.0f}s (log {service.log})")
             await asyncio.sleep(0.1)
     return time.monotonic() - started
 

@@ -16,9 +16,18 @@ from typing import Any, Literal, TextIO
 import structlog
 
 REDACTED = "[REDACTED]"
-_SECRET_KEY = re.compile(
-    r"(?i)(^|_)(secret|secret_?text|password|passwd|access_?token|refresh_?token|token|authorization"
-    r"|api_?key|client_?assertion|signing_?secret)$"
+# Key names (snake_case, camelCase or kebab-case) whose values are always masked.
+_SECRET_SUFFIXES = (
+    "secret",
+    "secrettext",
+    "password",
+    "passwd",
+    "accesstoken",
+    "refreshtoken",
+    "token",
+    "authorization",
+    "apikey",
+    "clientassertion",
 )
 _known_secrets: set[str] = set()
 
@@ -36,11 +45,17 @@ def scrub(text: str) -> str:
     return text
 
 
+def _is_secret_key(key: str) -> bool:
+    return re.sub(r"[_\-]", "", key).lower().endswith(_SECRET_SUFFIXES)
+
+
 def _redact_value(key: str, value: Any) -> Any:
-    if _SECRET_KEY.search(key):
+    if _is_secret_key(key):
         return REDACTED
     if isinstance(value, str):
         return scrub(value)
+    if isinstance(value, BaseException):
+        return scrub(f"{type(value).__name__}: {value}")
     if isinstance(value, dict):
         return {k: _redact_value(str(k), v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -18,7 +18,8 @@ from pydantic import SecretStr
 
 from common.logging import register_secret
 
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+# Starts with a letter or digit, so "." and ".." (and hidden files) can never be a name.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _NONCE_BYTES = 12
 
 
@@ -85,7 +86,10 @@ class LocalSecretStore:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # mkdir's mode only applies to the last level it creates: make each new level private.
+    for folder in reversed([path.parent, *path.parent.parents]):
+        if not folder.exists():
+            folder.mkdir(mode=0o700)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as handle:

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 from notifications.config import ChannelList
 
@@ -25,14 +26,15 @@ GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]
 
 def _guid(value: str) -> str:
     if not GUID_RE.match(value):
-        raise ValueError(f"must be a GUID like 00000000-0000-0000-0000-000000000000, got {value!r}")
+        # The value is not repeated: a secret pasted into the wrong variable must not be printed.
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
     return value.lower()
 
 
 def _https_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme != "https" or not parts.netloc:
-        raise ValueError(f"must be an https:// URL, got {value!r}")
+        raise ValueError("must be an https:// URL")
     return value.rstrip("/")
 
 
@@ -159,13 +161,19 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
 
-    @model_validator(mode="after")
-    def _check_keys_and_offsets(self) -> Settings:
-        if self.encryption_keys is not None:
-            parse_encryption_keys(self.encryption_keys)
-        if any(d < 0 for d in self.reminder_offsets_days):
-            raise ValueError("reminder_offsets_days must not be negative")
-        return self
+    @field_validator("encryption_keys")
+    @classmethod
+    def _valid_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_encryption_keys(value)
+        return value
+
+    @field_validator("reminder_offsets_days")
+    @classmethod
+    def _offsets_not_negative(cls, value: list[int]) -> list[int]:
+        if any(d < 0 for d in value):
+            raise ValueError("days before expiry must not be negative")
+        return value
 
     @property
     def secret_lifetime(self) -> timedelta:
@@ -181,16 +189,17 @@ class Settings(BaseSettings):
 
 def parse_encryption_keys(raw: SecretStr) -> dict[str, bytes]:
     keys: dict[str, bytes] = {}
-    for item in filter(None, (part.strip() for part in raw.get_secret_value().split(","))):
+    # Errors name entries by position, never by content: a swapped "key:id" would echo the key.
+    for number, item in enumerate(filter(None, (part.strip() for part in raw.get_secret_value().split(","))), 1):
         key_id, sep, encoded = item.partition(":")
         if not sep or not key_id:
-            raise ValueError("encryption_keys entries must look like keyid:base64key")
+            raise ValueError(f"entry {number} must look like keyid:base64key")
         try:
             key = base64.b64decode(encoded, validate=True)
         except ValueError:
-            raise ValueError(f"encryption key {key_id!r} is not valid base64") from None
+            raise ValueError(f"entry {number}: the key is not valid base64") from None
         if len(key) != 32:
-            raise ValueError(f"encryption key {key_id!r} must be 32 bytes (AES-256), got {len(key)}")
+            raise ValueError(f"entry {number}: the key must be 32 bytes (AES-256), got {len(key)}")
         keys[key_id] = key
     if not keys:
         raise ValueError("encryption_keys is empty")
@@ -209,6 +218,12 @@ def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning pydantic's error into one message that names every bad field."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except PydanticSettingsError as exc:
+        # Raised for a value that is not even JSON (e.g. a typo in YEC_NOTIFICATION_CHANNELS). Its text
+        # is 'error parsing value for field "x" from source "y"'; the value itself is not repeated.
+        match = re.search(r'field "([^"]+)"', str(exc))
+        name = "YEC_" + match.group(1).upper() if match else "a setting"
+        raise SettingsError([f"{name}: not valid JSON"]) from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -30,7 +30,15 @@ from simulators.entra.server import EntraSimConfig
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.yeastar.server import YeastarSimConfig
 from workflows.integration import IntegrationWorkflow
-from workflows.models import IntegrationStatus, LifecycleOptions, OnboardInput, Phase, workflow_id_for
+from workflows.models import (
+    IntegrationStatus,
+    LifecycleOptions,
+    OnboardInput,
+    Phase,
+    RotationRequest,
+    workflow_id_for,
+)
+from workflows.rotation import SecretRotationWorkflow
 
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
@@ -111,6 +119,17 @@ class Harness:
             id=workflow_id_for(onboard.integration_id),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        self.started.append(handle)
+        return handle
+
+    async def start_rotation(self, integration_id: str, run: int) -> WorkflowHandle[Any, Any]:
+        """What the schedule's action does (the time-skipping server has no schedules)."""
+        handle = await self.client.start_workflow(
+            SecretRotationWorkflow.run,
+            args=[RotationRequest(integration_id=integration_id), None],
+            id=f"rotation-{integration_id}-{run}",
+            task_queue=self.task_queue,
         )
         self.started.append(handle)
         return handle

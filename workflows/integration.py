@@ -78,7 +78,9 @@ class IntegrationWorkflow:
     @workflow.run
     async def run(self, start: OnboardInput, resume: IntegrationState | None = None) -> IntegrationStatus:
         while True:
-            await self._onboard()
+            # A run continued-as-new after Connected resumes watching, it does not walk the steps again.
+            if not all(st.state in (StepState.DONE, StepState.SKIPPED) for st in self._state.steps.values()):
+                await self._onboard()
             await self._stay_connected()
 
     async def _onboard(self) -> None:
@@ -188,8 +190,11 @@ class IntegrationWorkflow:
                         )
                         return
             self._rotation_changed = False
-            wake_at = min(self._next_events(secret, workflow.now()))
-            await wait(lambda: self._rotation_changed, wake_at - workflow.now())
+            # While a rotation runs nothing here is due (checks and reminders are paused): sleep until
+            # it reports; otherwise until the next reminder, check or expiry.
+            now = workflow.now()
+            wake_at = now + opts.credential_check_interval if state.rotation else min(self._next_events(secret, now))
+            await wait(lambda: self._rotation_changed, wake_at - now)
 
     async def _check_credential(self, secret: SecretRef) -> CredentialCheck | None:
         """None when the check itself failed (Graph unreachable): try again at the next interval."""

@@ -62,7 +62,8 @@ async def test_put_overwrites(store: LocalSecretStore, root: Path) -> None:
     assert [p.name for p in (root / "acme-hq").iterdir()] == ["k1.secret"]  # no temporary file left behind
 
 
-async def test_file_is_private_and_encrypted(store: LocalSecretStore, root: Path, umask_022: None) -> None:
+@pytest.mark.usefixtures("umask_022")
+async def test_file_is_private_and_encrypted(store: LocalSecretStore, root: Path) -> None:
     await store.put("acme-hq", "k1", SecretStr(VALUE))
 
     file = root / "acme-hq" / "k1.secret"
@@ -74,13 +75,8 @@ async def test_file_is_private_and_encrypted(store: LocalSecretStore, root: Path
     assert blob.startswith(b"old\n")  # the encryption key's ID, nothing else in clear
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG common/secret_store.py _write_private: mkdir(parents=True, mode=0o700) applies the mode only to "
-    "the integration directory; the store root it creates (data/secrets) gets the umask default (0755)",
-)
-async def test_store_root_is_private_too(store: LocalSecretStore, root: Path, umask_022: None) -> None:
+@pytest.mark.usefixtures("umask_022")
+async def test_store_root_is_private_too(store: LocalSecretStore, root: Path) -> None:
     await store.put("acme-hq", "k1", SecretStr(VALUE))
 
     assert mode(root) == 0o700
@@ -185,12 +181,6 @@ async def test_unsafe_names_are_rejected(
     assert not list(tmp_path.rglob("*.secret"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=pytest.fail.Exception,
-    reason="BUG common/secret_store.py _SAFE_NAME accepts '..' as an integration ID: the file lands outside "
-    "the store directory",
-)
 async def test_dot_dot_integration_id_is_rejected(store: LocalSecretStore, root: Path) -> None:
     with pytest.raises(ValueError, match="unsafe name"):
         await store.put("..", "escaped", SecretStr(VALUE))

@@ -13,6 +13,7 @@ from common.settings import Settings
 from common.temporal import data_converter
 from tests.conftest import HISTORIES_DIR, TEST_ENCRYPTION_KEYS
 from workflows.integration import IntegrationWorkflow
+from workflows.rotation import SecretRotationWorkflow
 
 RECORDED = sorted(HISTORIES_DIR.glob("*.json"))
 
@@ -24,6 +25,8 @@ def test_recorded_histories_exist() -> None:
 @pytest.mark.parametrize("path", RECORDED, ids=[p.stem for p in RECORDED])
 async def test_replay(path: Path) -> None:
     settings = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)
-    replayer = Replayer(workflows=[IntegrationWorkflow], data_converter=data_converter(settings))
+    replayer = Replayer(
+        workflows=[IntegrationWorkflow, SecretRotationWorkflow], data_converter=data_converter(settings)
+    )
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)

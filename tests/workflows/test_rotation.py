@@ -17,20 +17,8 @@ from workflows.models import (
     ConsentConfirmation,
     IntegrationStatus,
     Phase,
-    RotationRequest,
     RotationStage,
 )
-from workflows.rotation import SecretRotationWorkflow
-
-
-async def start_rotation(h: Harness, integration_id: str, run: int) -> WorkflowHandle[Any, Any]:
-    """What the schedule's action does (the time-skipping server has no schedules)."""
-    return await h.client.start_workflow(
-        SecretRotationWorkflow.run,
-        args=[RotationRequest(integration_id=integration_id), None],
-        id=f"rotation-{integration_id}-{run}",
-        task_queue=h.task_queue,
-    )
 
 
 async def paste_new_secret_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> IntegrationStatus:
@@ -64,7 +52,7 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
         assert connected.secret is not None
         old_key = connected.secret.key_id
 
-        rotation = await start_rotation(ts, "rot", 1)
+        rotation = await ts.start_rotation("rot", 1)
         waiting = await paste_new_secret_as_human(ts, handle)
         assert waiting.phase == Phase.ROTATING
         assert waiting.pending_human_action is not None
@@ -93,9 +81,9 @@ async def test_a_second_rotation_is_refused_while_one_runs(ts: Harness) -> None:
     async with ts.worker():
         handle = await ts.start(ts.onboard_input("one-at-a-time", redirect_uris=await portal_redirect_uris(ts)))
         await connect_pbx_as_human(ts, handle)
-        first = await start_rotation(ts, "one-at-a-time", 1)
+        first = await ts.start_rotation("one-at-a-time", 1)
         await wait_until(handle, lambda s: s.rotation is not None, "rotating")
-        second = await start_rotation(ts, "one-at-a-time", 2)
+        second = await ts.start_rotation("one-at-a-time", 2)
         refused = await second.result()
         assert refused.stage == RotationStage.ABANDONED
         assert refused.message is not None and "already in progress" in refused.message
