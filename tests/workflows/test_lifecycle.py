@@ -48,7 +48,7 @@ async def test_two_years_of_reminders_and_rotations(ts_env: WorkflowEnvironment,
     ca = load_or_create_local_ca(tmp_path / "receiver-ca")
     async with running_receiver(ca) as receiver:
 
-        def webhook(name: str, route: str) -> list[dict[str, str]]:
+        def channel(name: str, route: str) -> list[dict[str, str]]:
             return [
                 {"type": "webhook", "name": name, "url": receiver.http_url + route, "signing_secret": SIGNING_SECRET}
             ]
@@ -59,8 +59,8 @@ async def test_two_years_of_reminders_and_rotations(ts_env: WorkflowEnvironment,
                 ts_env,
                 tmp_path,
                 clock=clock,
-                notification_channels=webhook("ops", OPS),
-                escalation_channels=webhook("escalation", ESCALATION),
+                notification_channels=channel("ops", OPS),
+                escalation_channels=channel("escalation", ESCALATION),
             ) as h,
             h.worker(),
         ):
