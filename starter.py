@@ -217,11 +217,16 @@ async def cmd_onboard(client: Client, settings: Settings, args: argparse.Namespa
 
 
 def options_from_settings(settings: Settings, lifetime_days: int) -> LifecycleOptions:
+    """Settings captured into the workflow at start, so a running one is unaffected by later edits."""
     return LifecycleOptions(
         secret_lifetime=timedelta(days=lifetime_days),
         reminder_offsets=[timedelta(days=d) for d in settings.reminder_offsets_days],
         escalate_after_reminders=settings.escalate_after_reminders,
-        human_reminder_interval=timedelta(minutes=settings.human_reminder_interval_minutes),
+        human_reminder_interval=settings.human_reminder_interval,
+        rotation_interval=settings.rotation_interval,
+        sign_in_poll_interval=settings.sign_in_poll_interval,
+        sign_in_settle_time=settings.sign_in_settle_time,
+        cutover_grace_period=settings.cutover_grace_period,
     )
 
 

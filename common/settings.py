@@ -145,8 +145,15 @@ class Settings(BaseSettings):
     secret_lifetime_days: int = Field(default=180, ge=1, le=730)
     # Days before secret expiry at which a reminder goes out; 0 means "at expiry".
     reminder_offsets_days: list[int] = [30, 14, 7, 3, 1, 0]
-    # While a human step is pending, remind every this many minutes.
-    human_reminder_interval_minutes: int = Field(default=24 * 60, ge=1)
+    # Durations accept seconds or ISO 8601 ("P1D", "PT30S").
+    # While a human step is pending, remind this often.
+    human_reminder_interval: timedelta = timedelta(days=1)
+    # Rotation: how often (None: half the secret lifetime); how often sign-in logs are read during a
+    # cut-over; how long the old key must stay unused; how long to wait when sign-ins are unreadable.
+    rotation_interval: timedelta | None = None
+    sign_in_poll_interval: timedelta = timedelta(minutes=10)
+    sign_in_settle_time: timedelta = timedelta(minutes=15)
+    cutover_grace_period: timedelta = timedelta(hours=1)
 
     # Payload/secret-store encryption keys: "keyid:base64key,keyid2:base64key". The first encrypts;
     # all decrypt, so a key can be rotated by putting the new one first.
@@ -166,6 +173,13 @@ class Settings(BaseSettings):
     def _valid_keys(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
             parse_encryption_keys(value)
+        return value
+
+    @field_validator("human_reminder_interval", "rotation_interval", "sign_in_poll_interval")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration")
         return value
 
     @field_validator("reminder_offsets_days")
