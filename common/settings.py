@@ -145,7 +145,7 @@ class Settings(BaseSettings):
     secret_lifetime_days: int = Field(default=180, ge=1, le=730)
     # Days before secret expiry at which a reminder goes out; 0 means "at expiry".
     reminder_offsets_days: list[int] = [30, 14, 7, 3, 1, 0]
-    # Durations accept seconds or ISO 8601 ("P1D", "PT30S").
+    # Durations are ISO 8601 ("P1D", "PT30S").
     # While a human step is pending, remind this often.
     human_reminder_interval: timedelta = timedelta(days=1)
     # Rotation: how often (None: half the secret lifetime); how often sign-in logs are read during a

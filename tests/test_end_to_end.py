@@ -4,16 +4,9 @@ the whole onboarding as an operator does it, with the worker killed (SIGKILL) mi
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -23,51 +16,12 @@ from simulators.entra.seed import ADMIN_UPN
 from simulators.entra.server import EntraSimConfig
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.human import PortalHuman
-from tests.conftest import TEST_ENCRYPTION_KEYS
+from tests.operator import Operator, operator_env, start_worker
 from tests.secret_scan import leaks
 from workflows.models import REQUIRED_GRAPH_PERMISSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.devserver
-
-
-@dataclass
-class Operator:
-    env: dict[str, str]
-    outputs: list[str]
-
-    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "starter.py"), *args],
-            env=self.env,
-            cwd=ROOT,
-            text=True,
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if args[0] != "secret":
-            self.outputs += [result.stdout, result.stderr]
-        assert result.returncode == expect, f"{args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
-        return result
-
-    def status(self, integration_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.run("status", integration_id, "--json").stdout)
-        return data
-
-    async def wait_for(self, integration_id: str, predicate: Any, what: str, limit: float = 60.0) -> dict[str, Any]:
-        deadline = asyncio.get_running_loop().time() + limit
-        while True:
-            status = self.status(integration_id)
-            if predicate(status):
-                return status
-            assert asyncio.get_running_loop().time() < deadline, f"never {what}: {json.dumps(status, indent=1)}"
-            await asyncio.sleep(0.3)
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT, stdout=out, stderr=out)
 
 
 @pytest.fixture
@@ -80,15 +34,7 @@ async def sims(tmp_path: Path) -> AsyncIterator[RunningSimulators]:
 async def test_operator_flow_with_worker_killed_mid_flow(
     dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        **sims.env(),
-        "YEC_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
-        "YEC_DATA_DIR": str(tmp_path / "data"),
-        "YEC_TEMPORAL__ADDRESS": dev_env.client.service_client.config.target_host,
-        "YEC_TEMPORAL__TASK_QUEUE": f"e2e-{uuid.uuid4()}",
-        "YEC_LOG_FORMAT": "json",
-    }
+    env = operator_env(dev_env, sims, tmp_path)
     operator = Operator(env, [])
     worker_log = tmp_path / "worker.log"
     worker = start_worker(env, worker_log)

@@ -1,0 +1,73 @@
+"""The operator's side of the dev-server tests: starter.py and worker.py as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.testing import WorkflowEnvironment
+
+from simulators.harness import RunningSimulators
+from tests.conftest import TEST_ENCRYPTION_KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def operator_env(dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """What an operator's shell would hold: settings pointing at the simulators and the dev server."""
+    return {
+        **os.environ,
+        **sims.env(),
+        "YEC_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
+        "YEC_DATA_DIR": str(tmp_path / "data"),
+        "YEC_TEMPORAL__ADDRESS": dev_env.client.service_client.config.target_host,
+        "YEC_TEMPORAL__TASK_QUEUE": f"e2e-{uuid.uuid4()}",
+        "YEC_LOG_FORMAT": "json",
+        **extra,
+    }
+
+
+@dataclass
+class Operator:
+    env: dict[str, str]
+    outputs: list[str]
+
+    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "starter.py"), *args],
+            env=self.env,
+            cwd=ROOT,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        if args[0] != "secret":
+            self.outputs += [result.stdout, result.stderr]
+        assert result.returncode == expect, f"{args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
+        return result
+
+    def status(self, integration_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.run("status", integration_id, "--json").stdout)
+        return data
+
+    async def wait_for(self, integration_id: str, predicate: Any, what: str, limit: float = 60.0) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + limit
+        while True:
+            status = self.status(integration_id)
+            if predicate(status):
+                return status
+            assert asyncio.get_running_loop().time() < deadline, f"never {what}: {json.dumps(status, indent=1)}"
+            await asyncio.sleep(0.3)
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT, stdout=out, stderr=out)
