@@ -4,8 +4,9 @@
 
 Starts the embedded Temporal dev server (SQLite under .data/demo, UI on http://127.0.0.1:8233), both
 simulators and a worker, then drives the operator CLI (starter.py) and plays the administrator at the
-simulated PBX portal for the two human moments. Re-running is safe: state is kept under .data/demo and
-an integration that is already Connected is simply shown again.
+simulated PBX portal for the two human moments. Then a zero-downtime secret rotation, with a reminder
+arriving at a local signed-webhook receiver while the "admin" takes their time. Re-running is safe:
+state is kept under .data/demo; a Connected integration is shown and rotated again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -22,21 +24,27 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from aiohttp import web
 from pydantic import SecretStr
 from temporalio.client import Client
 
 from common.dev_server import dev_server_command
 from common.settings import load_settings
 from common.temporal import connect, exit_process
+from notifications.message import Notification
+from notifications.receiver import WebhookReceiver
 from simulators.entra.seed import ADMIN_UPN
 from simulators.human import PortalHuman
 from workflows.integration import IntegrationWorkflow
-from workflows.models import IntegrationStatus, Phase, workflow_id_for
+from workflows.models import IntegrationStatus, Phase, RotationStage, workflow_id_for
 
 ROOT = Path(__file__).resolve().parent
 DEMO_DIR = ROOT / ".data" / "demo"
 INTEGRATION = "demo-pbx"
 ADMIN = ADMIN_UPN
+REMINDER_EVERY_SECONDS = 15
+# Shared by the demo's webhook receiver and the channel it configures (a demo value, not a secret).
+DEMO_SIGNING_SECRET = "demo-webhook-signing-secret"
 
 
 def say(text: str) -> None:
@@ -45,6 +53,13 @@ def say(text: str) -> None:
 
 def human(text: str) -> None:
     print(f"    [human] {text}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def port_open(port: int) -> bool:
@@ -141,7 +156,10 @@ async def status_of(client: Client) -> IntegrationStatus:
     return status
 
 
-async def wait_for(client: Client, processes: Processes, *phases: Phase, limit: float = 180.0) -> IntegrationStatus:
+async def wait_for(
+    client: Client, processes: Processes, ready: Callable[[IntegrationStatus], bool], limit: float = 180.0
+) -> IntegrationStatus:
+    """Poll the status, printing phase changes, until `ready` (or Blocked, which ends the demo)."""
     started = time.monotonic()
     last_phase = None
     while True:
@@ -150,63 +168,131 @@ async def wait_for(client: Client, processes: Processes, *phases: Phase, limit: 
         if status.phase != last_phase:
             print(f"    phase: {status.phase}", flush=True)
             last_phase = status.phase
-        if status.phase in phases or status.phase == Phase.BLOCKED:
+        if ready(status):
             return status
+        if status.phase == Phase.BLOCKED:
+            raise SystemExit(f"error: the integration is Blocked: {status.blocked}")
         if time.monotonic() - started > limit:
             raise SystemExit(f"error: still {status.phase} after {limit:.0f}s")
         await asyncio.sleep(0.5)
 
 
-async def play(env: dict[str, str], processes: Processes) -> None:
-    settings = load_settings()
-    client = await connect(settings)
-    yeastar_url = env["YEC_YEASTAR__BASE_URL"]
-    ca_file = Path(env["YEC_ENTRA__CA_BUNDLE"])
+def in_phase(*phases: Phase) -> Callable[[IntegrationStatus], bool]:
+    return lambda status: status.phase in phases
 
-    say(f"Operator: start the integration '{INTEGRATION}' (preflight, then it asks for the redirect URIs)")
-    cli(env, "onboard", INTEGRATION)
-    status = await wait_for(
-        client, processes, Phase.WAITING_FOR_REDIRECT_URIS, Phase.WAITING_FOR_CONSENT, Phase.CONNECTED
-    )
 
-    async with PortalHuman(yeastar_url, ca_file) as portal:
+class Demo:
+    def __init__(
+        self,
+        env: dict[str, str],
+        processes: Processes,
+        client: Client,
+        portal: PortalHuman,
+        received: list[Notification],
+    ) -> None:
+        self.env, self.processes, self.client, self.portal = env, processes, client, portal
+        self.received = received  # filled by the webhook receiver
+
+    async def wait(self, ready: Callable[[IntegrationStatus], bool], limit: float = 180.0) -> IntegrationStatus:
+        return await wait_for(self.client, self.processes, ready, limit)
+
+    async def paste_into_pbx(self, status: IntegrationStatus, secret: SecretStr) -> None:
+        assert status.app is not None
+        human(f"pastes client ID {status.app.client_id}, tenant ID {status.app.tenant_id} and the secret, Save")
+        await self.portal.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
+        human(f"signs in at Microsoft as {ADMIN}, ticks 'Consent on behalf of your organization', Accept, OK")
+        page = await self.portal.sign_in_and_accept(ADMIN)
+        human(f"the PBX page now reads: {page['status']} (first sync: {page.get('sync', {}).get('ok', '?')})")
+
+    async def onboard(self) -> None:
+        env = self.env
+        say(f"Operator: start the integration '{INTEGRATION}' (preflight, then it asks for the redirect URIs)")
+        cli(env, "onboard", INTEGRATION)
+        status = await self.wait(
+            in_phase(Phase.WAITING_FOR_REDIRECT_URIS, Phase.WAITING_FOR_CONSENT, Phase.CONNECTED, Phase.ROTATING)
+        )
         if status.phase == Phase.WAITING_FOR_REDIRECT_URIS:
             say("Human moment 1 (guide step 1): read the redirect URIs in the PBX portal")
             human("PBX portal > Integrations > Collaboration > Microsoft 365 > Integrate > App Registration")
-            uris = await portal.read_redirect_uris()
+            uris = await self.portal.read_redirect_uris()
             human(f"Redirect URI:            {uris.redirect_uri}")
             human(f"Client SSO Redirect URI: {uris.sso_redirect_uri}")
             args = ["redirect-uris", INTEGRATION, "--redirect-uri", uris.redirect_uri]
             cli(env, *args, *(["--sso-redirect-uri", uris.sso_redirect_uri] if uris.sso_redirect_uri else []))
             say("Service: register the app, SSO redirect URI, six Graph permissions + admin consent, client secret")
-            status = await wait_for(client, processes, Phase.WAITING_FOR_CONSENT, Phase.CONNECTED)
-
+            status = await self.wait(in_phase(Phase.WAITING_FOR_CONSENT, Phase.CONNECTED))
         if status.phase == Phase.WAITING_FOR_CONSENT:
-            assert status.app is not None and status.secret is not None
             say("Human moment 2 (guide step 6): paste the credentials into the PBX and sign in")
             cli(env, "status", INTEGRATION)
             secret = SecretStr(cli(env, "secret", INTEGRATION, "--reveal", capture=True).strip())
             human(f"$ python starter.py secret {INTEGRATION} --reveal   (value pasted, not shown here)")
-            human(f"pastes client ID {status.app.client_id}, tenant ID {status.app.tenant_id} and the secret, Save")
-            await portal.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
-            human(f"signs in at Microsoft as {ADMIN}, ticks 'Consent on behalf of your organization', Accept, OK")
-            page = await portal.sign_in_and_accept(ADMIN)
-            human(f"the PBX page now reads: {page['status']} (first sync: {page.get('sync', {}).get('ok', '?')})")
+            await self.paste_into_pbx(status, secret)
             cli(env, "consent", INTEGRATION, "--by", ADMIN)
-            status = await wait_for(client, processes, Phase.CONNECTED)
-
-        if status.phase == Phase.BLOCKED:
-            cli(env, "status", INTEGRATION)
-            raise SystemExit("error: the integration is Blocked (see above)")
-
-        say("Result")
+            await self.wait(in_phase(Phase.CONNECTED))
+        say("Connected")
         cli(env, "status", INTEGRATION)
-        page = await portal.page()
-        print(
-            f"    PBX portal: {page['status']}, syncs ok {page['sync_ok_count']}, failed {page['sync_failure_count']}",
-            flush=True,
-        )
-    say(f"Done: '{INTEGRATION}' is Connected. Temporal UI: http://127.0.0.1:8233 (while the demo runs)")
+
+    async def rotate(self) -> None:
+        """Zero-downtime rotation, with the admin slow enough for a reminder to arrive."""
+        env = self.env
+        status = await status_of(self.client)
+        done_before = status.rotations_completed
+        if status.rotation is None:
+            say("Rotation: the schedule would do this every half lifetime; the operator runs one now")
+            cli(env, "schedule", INTEGRATION)
+            cli(env, "rotate", INTEGRATION)
+
+        def waiting_for_pbx(s: IntegrationStatus) -> bool:
+            return s.rotation is not None and s.rotation.stage == RotationStage.WAITING_FOR_PBX
+
+        status = await self.wait(waiting_for_pbx)
+        say("Service: new secret created and proven; both keys now work. The card asks the admin to paste it")
+        cli(env, "status", INTEGRATION)
+        say(f"The admin is busy; a reminder arrives by signed webhook (every {REMINDER_EVERY_SECONDS} s in this demo)")
+        started = time.monotonic()
+        while not any(n.kind == "rotation_pending" for n in self.received):
+            self.processes.check()
+            if time.monotonic() - started > 3 * REMINDER_EVERY_SECONDS:
+                raise SystemExit("error: no reminder arrived")
+            await asyncio.sleep(0.5)
+
+        say("Human: paste the new secret into the PBX and sign in again")
+        secret = SecretStr(cli(env, "secret", INTEGRATION, "--reveal", "--pending", capture=True).strip())
+        human(f"$ python starter.py secret {INTEGRATION} --reveal --pending   (value pasted, not shown here)")
+        await self.paste_into_pbx(status, secret)
+        cli(env, "pbx-updated", INTEGRATION, "--by", ADMIN)
+        say("Service: waits for sign-ins with the new key and none with the old, then removes only the old key")
+        await self.wait(lambda s: s.rotation is None and s.rotations_completed > done_before)
+        cli(env, "status", INTEGRATION)
+
+
+async def play(env: dict[str, str], processes: Processes, receiver_port: int) -> None:
+    client = await connect(load_settings())
+    received: list[Notification] = []
+
+    def on_notification(notification: Notification) -> None:
+        received.append(notification)
+        print(f"    [webhook] {notification.severity.upper()}: {notification.title}", flush=True)
+        print(f"    [webhook]   next: {notification.next_action}", flush=True)
+
+    receiver = WebhookReceiver(DEMO_SIGNING_SECRET, on_notification)
+    runner = web.AppRunner(receiver.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
+    try:
+        async with PortalHuman(env["YEC_YEASTAR__BASE_URL"], Path(env["YEC_ENTRA__CA_BUNDLE"])) as portal:
+            demo = Demo(env, processes, client, portal, received)
+            await demo.onboard()
+            await demo.rotate()
+            page = await portal.page()
+            print(
+                f"    PBX portal: {page['status']}, syncs ok {page['sync_ok_count']}, "
+                f"failed {page['sync_failure_count']}",
+                flush=True,
+            )
+    finally:
+        await runner.cleanup()
+    say(f"Done: '{INTEGRATION}' is Connected and rotated. Temporal UI: http://127.0.0.1:8233 (while the demo runs)")
 
 
 @contextlib.contextmanager
@@ -257,16 +343,31 @@ def main() -> None:
         )
         wait_until("the simulators", lambda: processes.check() and env_file.exists() and port_open(8444))
 
+        receiver_port = free_port()
         extra = {
             **read_env_file(env_file),
             "YEC_ENCRYPTION_KEYS": demo_keys(),
             "YEC_DATA_DIR": str(DEMO_DIR / "service"),
             "YEC_LOG_FORMAT": "json",
+            # Demo pace: reminders every few seconds, a quick cut-over check, reminders to a local webhook.
+            "YEC_HUMAN_REMINDER_INTERVAL": f"PT{REMINDER_EVERY_SECONDS}S",
+            "YEC_SIGN_IN_POLL_INTERVAL": "PT2S",
+            "YEC_SIGN_IN_SETTLE_TIME": "PT5S",
+            "YEC_NOTIFICATION_CHANNELS": json.dumps(
+                [
+                    {
+                        "type": "webhook",
+                        "name": "demo-receiver",
+                        "url": f"http://127.0.0.1:{receiver_port}/",
+                        "signing_secret": DEMO_SIGNING_SECRET,
+                    }
+                ]
+            ),
         }
         with environment(extra) as env:
             say("Starting the worker")
             processes.start("worker", [sys.executable, str(ROOT / "worker.py")], env)
-            asyncio.run(play(env, processes))
+            asyncio.run(play(env, processes, receiver_port))
             if args.keep_running:
                 say("Still running (Ctrl-C to stop). Try: .venv/bin/python starter.py list")
                 with contextlib.suppress(KeyboardInterrupt):

@@ -174,7 +174,7 @@ async def start_service(name: str, argv: Sequence[str], env: dict[str, str], run
 def base_env() -> dict[str, str]:
     """This environment without YEC_* settings, with the repo importable from any working directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YEC_")}
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 

@@ -3,6 +3,7 @@ evidence, and only then the old key goes. The tests start rotations the way the 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle
@@ -16,6 +17,7 @@ from workflows.integration import IntegrationWorkflow
 from workflows.models import (
     ConsentConfirmation,
     IntegrationStatus,
+    LifecycleOptions,
     Phase,
     RotationStage,
 )
@@ -89,3 +91,28 @@ async def test_a_second_rotation_is_refused_while_one_runs(ts: Harness) -> None:
         assert refused.message is not None and "already in progress" in refused.message
         status = await handle.query(IntegrationWorkflow.status)
         assert status.rotation is not None and status.rotation.workflow_id == first.id
+
+
+async def test_secret_removed_outside_the_service_blocks_with_the_fix(ts: Harness) -> None:
+    options = LifecycleOptions(credential_check_interval=timedelta(days=1))
+    async with ts.worker():
+        handle = await ts.start(
+            ts.onboard_input("removed", redirect_uris=await portal_redirect_uris(ts), options=options)
+        )
+        connected = await connect_pbx_as_human(ts, handle)
+        assert connected.secret is not None and connected.app is not None
+        # Someone deletes the secret in the Entra admin center.
+        app = ts.sims.entra.state.application(connected.app.application_object_id)
+        assert app is not None
+        app.password_credentials.clear()
+        ts.sims.entra.state.touch()
+        await ts.env.sleep(timedelta(days=1, hours=1))
+        blocked = await wait_until(handle, lambda s: s.phase == Phase.BLOCKED, "blocked")
+        assert blocked.blocked is not None and blocked.blocked.error_type == "SecretRemoved"
+        assert connected.secret.key_id in blocked.blocked.message
+        assert blocked.pending_human_action is not None and "retry removed" in blocked.pending_human_action.commands[0]
+
+        await handle.signal(IntegrationWorkflow.retry)
+        again = await wait_until(handle, lambda s: s.phase == Phase.WAITING_FOR_CONSENT, "a new secret to paste")
+    assert again.secret is not None and again.secret.key_id != connected.secret.key_id
+    assert key_ids(ts, again) == [again.secret.key_id]
