@@ -124,13 +124,7 @@ class ProvisioningActivities:
         client_id = self._settings.entra.client_id
         assert client_id is not None, "provisioning identity is checked at worker start-up"
         own_sp = await graph.get_service_principal_by_app_id(client_id)
-        graph_sp = await graph.get_graph_service_principal()
-        role_names = {role_id: name for name, role_id in graph_sp.app_role_ids().items()}
-        granted = sorted(
-            role_names.get(a.app_role_id, a.app_role_id)
-            for a in await graph.list_app_role_assignments(own_sp.id)
-            if a.resource_id == graph_sp.id
-        )
+        granted = await _graph_roles_held(graph, own_sp.id)
         missing = [need for need, any_of in PROVISIONING_ROLES.items() if not set(any_of) & set(granted)]
         if missing:
             raise blocking(
@@ -313,13 +307,7 @@ class ProvisioningActivities:
         # Look for the admin's sign-in before signing in ourselves, so our own sign-in isn't mistaken for it.
         evidence = await self._consent_evidence(graph, app, req.consent_confirmed_at, warnings)
 
-        graph_sp = await graph.get_graph_service_principal()
-        role_names = {role_id: name for name, role_id in graph_sp.app_role_ids().items()}
-        held = sorted(
-            role_names.get(a.app_role_id, a.app_role_id)
-            for a in await graph.list_app_role_assignments(app.service_principal_id)
-            if a.resource_id == graph_sp.id
-        )
+        held = await _graph_roles_held(graph, app.service_principal_id)
         missing = [p for p in req.permissions if p not in held]
 
         secret = await self._stored_secret(req.integration_id, req.key_id)
@@ -421,6 +409,17 @@ class ProvisioningActivities:
             other_key_ids=[p.key_id for p in passwords if p.key_id != req.key_id],
             attempt=_attempt(),
         )
+
+
+async def _graph_roles_held(graph: GraphClient, service_principal_id: str) -> list[str]:
+    """Names of the Microsoft Graph application permissions granted (admin-consented) to a principal."""
+    graph_sp = await graph.get_graph_service_principal()
+    names = {role_id: name for name, role_id in graph_sp.app_role_ids().items()}
+    return sorted(
+        names.get(a.app_role_id, a.app_role_id)
+        for a in await graph.list_app_role_assignments(service_principal_id)
+        if a.resource_id == graph_sp.id
+    )
 
 
 def _secret_ref(credential: PasswordCredential, requested_expiry: datetime) -> SecretRef:

@@ -190,10 +190,13 @@ class DevServer:
 
 
 @contextlib.asynccontextmanager
-async def dev_server(run_dir: Path, *, limit: float = 60.0) -> AsyncIterator[DevServer]:
+async def dev_server(
+    run_dir: Path, *, extra_flags: Sequence[str] = (), limit: float = 60.0
+) -> AsyncIterator[DevServer]:
+    """`starter.py dev-server`'s command on free ports; ``extra_flags`` e.g. ``--sqlite-pragma …``."""
     port = free_port()
     data_dir = run_dir / "temporal"
-    command = dev_server_command(data_dir, port=port, headless=True)
+    command = [*dev_server_command(data_dir, port=port, headless=True), *extra_flags]
     service = await start_service("temporal", command, base_env(), run_dir)
     server = DevServer(service, f"127.0.0.1:{port}", data_dir / "temporal.sqlite")
     try:
@@ -251,27 +254,45 @@ async def simulators(run_dir: Path, latency_ms: float, *, limit: float = 60.0) -
         await service.stop()
 
 
-def service_env(
-    sims: Simulators | None,
-    server: DevServer,
-    run_dir: Path,
-    *,
-    task_queue: str,
-    max_cached_workflows: int,
-    keys: str,
-) -> dict[str, str]:
-    """The YEC_* settings a deployment's worker would get, pointed at this run's server and simulators."""
-    return {
-        **base_env(),
-        **(sims.env if sims else {}),
-        "YEC_ENCRYPTION_KEYS": keys,
-        "YEC_DATA_DIR": str(run_dir / "data"),
-        "YEC_TEMPORAL__ADDRESS": server.address,
-        "YEC_TEMPORAL__TASK_QUEUE": task_queue,
-        "YEC_TEMPORAL__MAX_CACHED_WORKFLOWS": str(max_cached_workflows),
-        "YEC_LOG_LEVEL": "WARNING",
-        "YEC_LOG_FORMAT": "json",
-    }
+@dataclass
+class Stack:
+    """What one measurement runs against: a fresh dev server and/or fresh simulators."""
+
+    run_dir: Path
+    server: DevServer | None
+    sims: Simulators | None
+
+    def pids(self) -> dict[str, int]:
+        services = {"server": self.server.service if self.server else None, "sims": self.sims.service if self.sims else None}
+        return {name: service.pid for name, service in services.items() if service is not None}
+
+    def env(self, *, task_queue: str = "unused", max_cached_workflows: int = 1000, keys: str) -> dict[str, str]:
+        """The YEC_* settings a deployment's worker would get, pointed at this stack."""
+        env = {
+            **base_env(),
+            **(self.sims.env if self.sims else {}),
+            "YEC_ENCRYPTION_KEYS": keys,
+            "YEC_DATA_DIR": str(self.run_dir / "data"),
+            "YEC_TEMPORAL__TASK_QUEUE": task_queue,
+            "YEC_TEMPORAL__MAX_CACHED_WORKFLOWS": str(max_cached_workflows),
+            "YEC_LOG_LEVEL": "WARNING",
+            "YEC_LOG_FORMAT": "json",
+        }
+        if self.server is not None:
+            env["YEC_TEMPORAL__ADDRESS"] = self.server.address
+        return env
+
+
+@contextlib.asynccontextmanager
+async def stack(
+    run_dir: Path, *, temporal: bool, latency_ms: float | None, server_flags: Sequence[str] = ()
+) -> AsyncIterator[Stack]:
+    """Fresh processes per measurement, so no variant inherits another's database or tenant.
+    ``latency_ms`` None: no simulators."""
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(dev_server(run_dir, extra_flags=server_flags)) if temporal else None
+        sims = await stack.enter_async_context(simulators(run_dir, latency_ms)) if latency_ms is not None else None
+        yield Stack(run_dir, server, sims)
 
 
 def random_keys() -> str:
@@ -376,3 +397,11 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, count: int, latency
     parser.add_argument("--max-cached-workflows", type=int, default=1000, help="worker's workflow cache (default 1000)")
     parser.add_argument("--json-out", type=Path, help="results file (default bench/results/<name>-<time>.json)")
     parser.add_argument("--keep-dir", type=Path, help="keep the database, simulator state and logs here")
+    parser.add_argument(
+        "--server-flag",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra `temporal server start-dev` argument, repeatable (e.g. --server-flag=--sqlite-pragma "
+        "--server-flag=synchronous=OFF)",
+    )

@@ -18,10 +18,10 @@ import signal
 from pathlib import Path
 
 from bench._common import SIMS_ENV_FILE
+from common.files import write_private
 from common.logging import configure_logging
 from simulators.entra.config import EntraSimConfig
 from simulators.harness import running_simulators
-from simulators.yeastar.state import write_private
 
 
 async def serve(data_dir: Path, latency_ms: float) -> None:

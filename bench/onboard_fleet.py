@@ -295,7 +295,7 @@ def _met(ok: bool) -> str:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     with run_directory(args.keep_dir) as run_dir:
-        async with dev_server(run_dir) as server, simulators(run_dir, args.latency_ms) as sims:
+        async with dev_server(run_dir, extra_flags=args.server_flag) as server, simulators(run_dir, args.latency_ms) as sims:
             variants = []
             for name in args.variants:
                 print(f"running {name} ...", file=sys.stderr, flush=True)

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
+from common.files import write_private
 from common.logging import register_secret
 
 # Starts with a letter or digit, so "." and ".." (and hidden files) can never be a name.
@@ -54,7 +55,7 @@ class LocalSecretStore:
         aad = f"{integration_id}/{key_id}".encode()
         sealed = nonce + self._ciphers[self._active_key_id].encrypt(nonce, plain.encode(), aad)
         blob = self._active_key_id.encode() + b"\n" + sealed
-        await asyncio.to_thread(_write_private, path, blob)
+        await asyncio.to_thread(write_private, path, blob)
 
     async def get(self, integration_id: str, key_id: str) -> SecretStr:
         path = self._path(integration_id, key_id)
@@ -83,15 +84,3 @@ class LocalSecretStore:
     async def key_ids(self, integration_id: str) -> list[str]:
         folder = self._path(integration_id, "probe").parent
         return sorted(p.stem for p in folder.glob("*.secret")) if folder.is_dir() else []
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    # mkdir's mode only applies to the last level it creates: make each new level private.
-    for folder in reversed([path.parent, *path.parent.parents]):
-        if not folder.exists():
-            folder.mkdir(mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)

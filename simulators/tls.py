@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from common.files import write_private
+
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca-key.pem"
 _CA_LIFETIME = timedelta(days=3650)
@@ -49,19 +51,6 @@ class ClientCertificate:
     cert_pem: bytes
     thumbprint_sha1_hex: str
     private_key_pem: bytes = field(repr=False)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Write atomically with mode 0600 from the start (never briefly world-readable)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
@@ -125,8 +114,8 @@ def load_or_create_local_ca(directory: Path) -> LocalCA:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .sign(key, hashes.SHA256())
         )
-        _write_private(key_file, _key_pem(key))
-        _write_private(ca_file, cert.public_bytes(serialization.Encoding.PEM))
+        write_private(key_file, _key_pem(key))
+        write_private(ca_file, cert.public_bytes(serialization.Encoding.PEM))
         os.chmod(ca_file, 0o644)
         return LocalCA(ca_file, key_file, cert, key)
 
@@ -162,7 +151,7 @@ def server_ssl_context(ca: LocalCA, hostnames: Sequence[str] = ("localhost", "12
     # load_cert_chain only reads files: use a private temporary directory, removed at once.
     with tempfile.TemporaryDirectory() as tmp:
         chain = Path(tmp) / "server.pem"
-        _write_private(chain, _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM))
+        write_private(chain, _key_pem(key) + cert.public_bytes(serialization.Encoding.PEM))
         context.load_cert_chain(chain)
     return context
 
@@ -187,6 +176,6 @@ def create_client_certificate(directory: Path, common_name: str) -> ClientCertif
     key_pem = _key_pem(key)
     safe_name = "".join(c if c.isalnum() or c in "-_." else "_" for c in common_name)
     pem_path = directory / f"{safe_name}.pem"
-    _write_private(pem_path, key_pem + cert_pem)
+    write_private(pem_path, key_pem + cert_pem)
     thumbprint = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
     return ClientCertificate(pem_path, cert_pem, thumbprint, key_pem)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import tempfile
 from pathlib import Path
 
+from common.files import write_private
 from simulators.entra.state import EntraState, Snapshot
 
 
@@ -15,19 +14,6 @@ def load_state(path: Path) -> EntraState | None:
     if not path.is_file():
         return None
     return EntraState.from_snapshot(Snapshot.model_validate_json(path.read_bytes()))
-
-
-def _write_atomic(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The file holds the token signing key: keep it private to the user.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StatePersister:
@@ -57,7 +43,7 @@ class StatePersister:
         while self._path is not None and self._saved_revision != self._state.revision:
             revision = self._state.revision
             data = self._state.to_snapshot().model_dump_json()
-            await asyncio.to_thread(_write_atomic, self._path, data)
+            await asyncio.to_thread(write_private, self._path, data.encode())
             self._saved_revision = revision
 
     async def close(self) -> None:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,8 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from common.files import write_private
 
 # Documented lifetimes and limits (Yeastar P-Series Cloud Edition developer guide).
 ACCESS_TOKEN_SECONDS = 1800
@@ -296,17 +297,3 @@ def load_cipher(key_file: Path) -> AESGCM:
 
 def save_state(state: YeastarState, path: Path, cipher: AESGCM) -> None:
     write_private(path, json.dumps(state.to_json(cipher), indent=1).encode())
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write atomically, mode 0600 from the start."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
