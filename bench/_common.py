@@ -263,7 +263,10 @@ class Stack:
     sims: Simulators | None
 
     def pids(self) -> dict[str, int]:
-        services = {"server": self.server.service if self.server else None, "sims": self.sims.service if self.sims else None}
+        services = {
+            "server": self.server.service if self.server else None,
+            "sims": self.sims.service if self.sims else None,
+        }
         return {name: service.pid for name, service in services.items() if service is not None}
 
     def env(self, *, task_queue: str = "unused", max_cached_workflows: int = 1000, keys: str) -> dict[str, str]:
@@ -388,12 +391,19 @@ def write_results(name: str, payload: dict[str, Any], json_out: Path | None) -> 
     return path
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, count: int, latency_ms: float, concurrency: int) -> None:
+def add_common_arguments(
+    parser: argparse.ArgumentParser, *, count: int, latency_ms: float, concurrency: int, concurrency_help: str
+) -> None:
     parser.add_argument("--count", type=int, default=count, help=f"integrations (default {count})")
     parser.add_argument(
-        "--latency-ms", type=float, default=latency_ms, help=f"simulated latency per Entra call (default {latency_ms})"
+        "--latency-ms",
+        type=float,
+        default=latency_ms,
+        help=f"simulated latency per Entra call (default {latency_ms:g})",
     )
-    parser.add_argument("--concurrency", type=int, default=concurrency, help=f"(default {concurrency})")
+    parser.add_argument(
+        "--concurrency", type=int, default=concurrency, help=f"{concurrency_help} (default {concurrency})"
+    )
     parser.add_argument("--max-cached-workflows", type=int, default=1000, help="worker's workflow cache (default 1000)")
     parser.add_argument("--json-out", type=Path, help="results file (default bench/results/<name>-<time>.json)")
     parser.add_argument("--keep-dir", type=Path, help="keep the database, simulator state and logs here")

@@ -1,9 +1,9 @@
 """Fleet onboarding: N integrations onboarded concurrently by one worker, and what that costs.
 
-    .venv/bin/python -m bench.onboard_fleet [--count 200] [--latency-ms 20] [--concurrency 100]
+    .venv/bin/python -m bench.onboard_fleet [--count 200] [--latency-ms 20] [--repeat 3]
 
-One Temporal dev server (SQLite file) and one simulator process (fixed latency on every Entra call,
-no faults) serve three variants in turn, each measured the same way:
+Three variants, each on fresh processes (Temporal dev server with its SQLite file, simulators with a
+fixed latency on every Entra call and no faults), measured the same way:
 
   direct  the activities' own code step after step without Temporal (`bench/direct.py`),
           --concurrency integrations at a time (the worker's default activity slots are 100, too)
@@ -11,8 +11,9 @@ no faults) serve three variants in turn, each measured the same way:
   ours    IntegrationWorkflow on `worker.py`
 
 For the two workflows the harness plays operator and human: all N started at once with redirect
-URIs in the input, consent signalled as soon as the instruction card is up (visibility poll).
-"Time to Connected" counts from the moment the fleet was requested.
+URIs in the input, consent signalled as soon as the instruction card is up. "Time to Connected"
+counts from the moment the fleet was requested. Runs are noisy (±15 % on two cores), so each
+variant runs --repeat times, in rotated order, and the comparison uses the medians.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,18 +35,15 @@ from bench._common import (
     MB,
     PYTHON,
     ROOT,
-    DevServer,
-    Simulators,
+    Stack,
     Window,
     add_common_arguments,
-    dev_server,
     fmt,
     percentile,
     print_table,
     random_keys,
     run_directory,
-    service_env,
-    simulators,
+    stack,
     start_service,
     wait_for_worker,
     wait_until_quiet,
@@ -53,20 +53,22 @@ from bench._fleet import drive, floor, ours, timelines
 from common.settings import load_settings
 from common.temporal import connect
 
+VARIANTS = ("direct", "floor", "ours")
 TARGET_RATIO = 0.8
 TARGET_EVENTS = 150
 
 
 @dataclass
-class Variant:
-    name: str
+class Measurement:
+    variant: str
+    repeat: int
     count: int
     wall_seconds: float
     to_connected: list[float]
     worker_cpu_seconds: float
     worker_peak_rss: int
-    server_cpu_seconds: float
-    sims_cpu_seconds: float
+    server_cpu_seconds: float | None
+    sims_cpu_seconds: float | None
     graph_calls: int | None = None
     history_events: list[int] = field(default_factory=list)
     # Per onboarding, from the histories: activities, timers, search-attribute upserts (the shape
@@ -78,6 +80,23 @@ class Variant:
     def per_second(self) -> float:
         return self.count / self.wall_seconds
 
+    def row(self, label: str) -> list[str]:
+        return [
+            label,
+            fmt(self.wall_seconds, 2),
+            fmt(self.per_second, 1),
+            fmt(percentile(self.to_connected, 50), 2),
+            fmt(percentile(self.to_connected, 95), 2),
+            fmt(max(self.to_connected), 2),
+            fmt(self.graph_calls / self.count) if self.graph_calls is not None else "-",
+            fmt(statistics.mean(self.history_events)) if self.history_events else "-",
+            fmt(self.worker_peak_rss / MB, 0),
+            fmt(self.worker_cpu_seconds, 1),
+            fmt(1000 * self.worker_cpu_seconds / self.count, 1),
+            fmt(self.server_cpu_seconds, 1),
+            fmt(self.sims_cpu_seconds, 1),
+        ]
+
     def summary(self) -> dict[str, Any]:
         def spread(values: list[float] | list[int]) -> dict[str, float] | None:
             if not values:
@@ -85,6 +104,7 @@ class Variant:
             return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values)}
 
         return {
+            "repeat": self.repeat,
             "integrations": self.count,
             "wall_seconds": self.wall_seconds,
             "integrations_per_second": self.per_second,
@@ -101,178 +121,191 @@ class Variant:
         }
 
 
+HEADERS = [
+    "variant",
+    "wall s",
+    "integ/s",
+    "p50 s",
+    "p95 s",
+    "max s",
+    "Graph/integ",
+    "events/integ",
+    "peak RSS MB",
+    "worker CPU s",
+    "CPU ms/integ",
+    "server CPU s",
+    "sims CPU s",
+]
+
+
 def _ids(prefix: str, count: int) -> list[str]:
     return [f"{prefix}-{i:05d}" for i in range(count)]
 
 
-async def measure_direct(args: argparse.Namespace, server: DevServer, sims: Simulators, run_dir: Path) -> Variant:
-    env = service_env(sims, server, run_dir, task_queue="unused", max_cached_workflows=0, keys=random_keys())
-    out = run_dir / "direct.json"
+async def measure_direct(args: argparse.Namespace, repeat: int, st: Stack) -> Measurement:
+    assert st.sims is not None
+    out = st.run_dir / "direct.json"
     argv = [PYTHON, "-m", "bench.direct", "--count", str(args.count), "--concurrency", str(args.concurrency)]
-    graph_before = await sims.graph_requests()
-    window = Window({"server": server.service.pid, "sims": sims.service.pid}).open()
-    process = await start_service("direct", [*argv, "--json-out", str(out)], env, run_dir)
+    graph_before = await st.sims.graph_requests()
+    window = Window(st.pids()).open()
+    process = await start_service("direct", [*argv, "--json-out", str(out)], st.env(keys=random_keys()), st.run_dir)
     if await process.process.wait() != 0:
         process.check()
     window.close()
+    # The direct process measures its own CPU and memory over its work (not its imports).
     result = json.loads(out.read_text())
     connected = [at - result["requested_at"] for at in result["connected_at"].values()]
-    return Variant(
-        name="direct",
+    return Measurement(
+        variant="direct",
+        repeat=repeat,
         count=args.count,
         wall_seconds=max(connected),
         to_connected=connected,
         worker_cpu_seconds=result["cpu_seconds"],
         worker_peak_rss=result["peak_rss"],
-        server_cpu_seconds=window.cpu_seconds["server"],
+        server_cpu_seconds=None,
         sims_cpu_seconds=window.cpu_seconds["sims"],
-        graph_calls=await sims.graph_requests() - graph_before,
+        graph_calls=await st.sims.graph_requests() - graph_before,
     )
 
 
-async def measure_workflows(
-    name: str, args: argparse.Namespace, server: DevServer, sims: Simulators, run_dir: Path
-) -> Variant:
+async def measure_workflows(name: str, args: argparse.Namespace, repeat: int, st: Stack) -> Measurement:
     """One worker process for ``name`` ("ours" or "floor"), the fleet driven to Connected through it."""
+    assert st.server is not None
     task_queue = f"bench-{name}"
     keys = random_keys()
-    env = service_env(
-        sims, server, run_dir, task_queue=task_queue, max_cached_workflows=args.max_cached_workflows, keys=keys
-    )
+    env = st.env(task_queue=task_queue, max_cached_workflows=args.max_cached_workflows, keys=keys)
     argv = [PYTHON, str(ROOT / "worker.py")] if name == "ours" else [PYTHON, "-m", "bench.floor"]
-    worker = await start_service(f"worker-{name}", argv, env, run_dir)
+    worker = await start_service(f"worker-{name}", argv, env, st.run_dir)
     try:
-        settings = load_settings(
-            _env_file=None,
-            temporal={"address": server.address, "task_queue": task_queue},
-            encryption_keys=keys,
-        )
         if name == "ours":
+            assert st.sims is not None
+            settings = load_settings(
+                _env_file=None, temporal={"address": st.server.address, "task_queue": task_queue}, encryption_keys=keys
+            )
             client = await connect(settings)
-            fleet = ours(client, tenant_id=sims.env["YEC_ENTRA__TENANT_ID"], task_queue=task_queue)
+            fleet = ours(client, tenant_id=st.sims.env["YEC_ENTRA__TENANT_ID"], task_queue=task_queue)
         else:
-            client = await Client.connect(server.address)
+            client = await Client.connect(st.server.address)
             fleet = floor(client, task_queue=task_queue, latency_ms=args.latency_ms)
         await wait_for_worker(client, task_queue, worker)
-        graph_before = await sims.graph_requests()
-        window = Window({"worker": worker.pid, "server": server.service.pid, "sims": sims.service.pid}).open()
+        graph_before = await st.sims.graph_requests() if st.sims else None
+        window = Window({"worker": worker.pid, **st.pids()}).open()
         run = await drive(fleet, _ids(name, args.count), window=args.count, progress=_progress(name))
-        # Connected is followed by the first credential check: let the worker finish it inside the window.
+        # Connected is followed by the rotation schedule and the first credential check: let the
+        # worker finish those inside the window too.
         await wait_until_quiet(worker.pid)
         window.close()
         worker.check()
-        graph_calls = await sims.graph_requests() - graph_before
+        graph_calls = await st.sims.graph_requests() - graph_before if st.sims and graph_before is not None else None
         histories = await timelines(client, run.workflow_ids)
     finally:
         await worker.stop()
     connected = [t.connected - run.requested_at for t in histories if t.connected is not None]
     if len(connected) != args.count:
         raise RuntimeError(f"{name}: {args.count - len(connected)} histories show no Connected")
-    return Variant(
-        name=name,
+    return Measurement(
+        variant=name,
+        repeat=repeat,
         count=args.count,
         wall_seconds=max(connected),
         to_connected=connected,
         worker_cpu_seconds=window.cpu_seconds["worker"],
         worker_peak_rss=window.peak_rss["worker"],
         server_cpu_seconds=window.cpu_seconds["server"],
-        sims_cpu_seconds=window.cpu_seconds["sims"],
-        graph_calls=graph_calls if name == "ours" else None,
+        sims_cpu_seconds=window.cpu_seconds.get("sims"),
+        graph_calls=graph_calls,
         history_events=[t.events for t in histories],
         shape={
-            kind: sum(getattr(t, kind) for t in histories) / len(histories)
-            for kind in ("activities", "timers", "upserts")
+            kind: statistics.mean(getattr(t, kind) for t in histories) for kind in ("activities", "timers", "upserts")
         },
         consent_delays=run.consent_delays,
     )
 
 
-def _progress(name: str) -> Any:
+async def measure(name: str, args: argparse.Namespace, repeat: int, run_dir: Path) -> Measurement:
+    print(f"running {name} ({repeat + 1}/{args.repeat}) ...", file=sys.stderr, flush=True)
+    async with stack(
+        run_dir / f"{name}-{repeat + 1}",
+        temporal=name != "direct",
+        latency_ms=None if name == "floor" else args.latency_ms,  # the floor only sleeps
+        server_flags=args.server_flag,
+    ) as st:
+        if name == "direct":
+            return await measure_direct(args, repeat, st)
+        return await measure_workflows(name, args, repeat, st)
+
+
+def _progress(name: str) -> Callable[[str], None]:
     def note(text: str) -> None:
         print(f"  [{name}] {text}", file=sys.stderr, flush=True)
 
     return note
 
 
-def report(args: argparse.Namespace, variants: list[Variant]) -> dict[str, Any]:
-    by_name = {v.name: v for v in variants}
-    rows = []
-    for v in variants:
-        rows.append(
-            [
-                v.name,
-                fmt(v.wall_seconds, 2),
-                fmt(v.per_second, 1),
-                fmt(percentile(v.to_connected, 50), 2),
-                fmt(percentile(v.to_connected, 95), 2),
-                fmt(max(v.to_connected), 2),
-                fmt(v.graph_calls / v.count) if v.graph_calls is not None else "-",
-                fmt(sum(v.history_events) / len(v.history_events)) if v.history_events else "-",
-                fmt(v.worker_peak_rss / MB, 0),
-                fmt(v.worker_cpu_seconds, 1),
-                fmt(1000 * v.worker_cpu_seconds / v.count, 1),
-                fmt(v.server_cpu_seconds, 1),
-                fmt(v.sims_cpu_seconds, 1),
-            ]
-        )
-    print_table(
+def _median_run(runs: list[Measurement]) -> Measurement:
+    """The run with the median throughput (a real run, so its figures belong together)."""
+    return sorted(runs, key=lambda m: m.per_second)[(len(runs) - 1) // 2]
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[Measurement]]) -> dict[str, Any]:
+    median = {name: _median_run(found) for name, found in runs.items()}
+    title = (
         f"Fleet onboarding: {args.count} integrations, {args.latency_ms:g} ms per Entra call, "
-        f"worker cache {args.max_cached_workflows}",
-        [
-            "variant",
-            "wall s",
-            "integ/s",
-            "p50 s",
-            "p95 s",
-            "max s",
-            "Graph/integ",
-            "events/integ",
-            "peak RSS MB",
-            "worker CPU s",
-            "CPU ms/integ",
-            "server CPU s",
-            "sims CPU s",
-        ],
-        rows,
+        f"worker cache {args.max_cached_workflows}"
     )
-    ratios: dict[str, float] = {}
-    if "ours" in by_name and "floor" in by_name:
-        ratios["ours_over_floor_throughput"] = by_name["ours"].per_second / by_name["floor"].per_second
-    if "ours" in by_name and "direct" in by_name:
-        ratios["ours_over_direct_throughput"] = by_name["ours"].per_second / by_name["direct"].per_second
-    targets: dict[str, Any] = {}
-    lines = []
-    if "ours_over_floor_throughput" in ratios:
-        ratio = ratios["ours_over_floor_throughput"]
+    if args.repeat > 1:
+        print_table(
+            f"{title} — every run",
+            HEADERS,
+            [m.row(f"{m.variant} #{m.repeat + 1}") for found in runs.values() for m in found],
+        )
+        title += f" — median of {args.repeat} runs (by throughput)"
+    print_table(title, HEADERS, [m.row(m.variant) for m in median.values()])
+
+    lines: list[str] = []
+    ratios: dict[str, Any] = {}
+    targets: dict[str, bool] = {}
+    if "ours" in runs and "floor" in runs:
+        ratio = median["ours"].per_second / median["floor"].per_second
+        paired = [o.per_second / f.per_second for o, f in zip(runs["ours"], runs["floor"], strict=True)]
+        ratios["ours_over_floor_throughput"] = {"median_runs": ratio, "per_repeat": paired}
         targets["ours_over_floor_at_least_0_8"] = ratio >= TARGET_RATIO
-        lines.append(f"ours ÷ floor throughput  {ratio:.2f}   (target ≥ {TARGET_RATIO}: {_met(ratio >= TARGET_RATIO)})")
-    if "ours_over_direct_throughput" in ratios:
-        lines.append(f"ours ÷ direct throughput {ratios['ours_over_direct_throughput']:.2f}   (what durability costs)")
-    for v in variants:
-        if v.shape:
+        lines.append(
+            f"ours ÷ floor throughput   {ratio:.2f}  (per repeat {', '.join(f'{r:.2f}' for r in paired)}; "
+            f"target ≥ {TARGET_RATIO}: {_met(ratio >= TARGET_RATIO)})"
+        )
+    if "ours" in runs and "direct" in runs:
+        ratio = median["ours"].per_second / median["direct"].per_second
+        ratios["ours_over_direct_throughput"] = ratio
+        lines.append(f"ours ÷ direct throughput  {ratio:.2f}  (what durability costs on this machine)")
+    for name in ("floor", "ours"):
+        if name in median:
+            shape = median[name].shape
             lines.append(
-                f"{v.name}: {v.shape['activities']:g} activities, {v.shape['timers']:g} timers, "
-                f"{v.shape['upserts']:g} search-attribute upserts per onboarding"
+                f"{name}: {shape['activities']:g} activities, {shape['timers']:g} timers, "
+                f"{shape['upserts']:g} search-attribute upserts per onboarding"
             )
-    if "ours" in by_name and "floor" in by_name and by_name["ours"].shape["activities"] != floor_module.ACTIVITIES:
-        lines.append("note: ours runs a different number of activities than the floor: update bench/floor.py")
-    if "ours" in by_name:
-        mine = by_name["ours"]
-        worst = max(mine.history_events)
+    if "ours" in median:
+        mine = median["ours"]
+        worst = max(max(m.history_events) for m in runs["ours"])
         targets["history_events_at_most_150"] = worst <= TARGET_EVENTS
         lines.append(
-            f"history events per onboarding, max {worst}   (target ≤ {TARGET_EVENTS}: {_met(worst <= TARGET_EVENTS)})"
+            f"history events per onboarding: max {worst}  (target ≤ {TARGET_EVENTS}: {_met(worst <= TARGET_EVENTS)})"
         )
-        if mine.graph_calls is not None and mine.graph_calls / mine.count != floor_module.graph_calls_per_integration():
+        if mine.shape["activities"] != floor_module.ACTIVITIES:
+            lines.append("note: ours runs a different number of activities than the floor: update bench/floor.py")
+        measured = mine.graph_calls / mine.count if mine.graph_calls is not None else None
+        if measured is not None and measured != floor_module.graph_calls_per_integration():
             lines.append(
                 f"note: the floor stands in for {floor_module.graph_calls_per_integration()} Graph calls per "
-                f"integration, ours made {mine.graph_calls / mine.count:.1f}: update bench/floor.py"
+                f"integration, ours made {measured:.1f}: update bench/floor.py"
             )
-        delays = mine.consent_delays
-        if delays:
+        if mine.consent_delays:
             lines.append(
-                f"consent signalled {percentile(delays, 50):.2f} s (p50) / {percentile(delays, 95):.2f} s (p95) "
-                "after the card was up (visibility poll; included in time to Connected)"
+                f"consent signalled {percentile(mine.consent_delays, 50):.2f} s (p50) / "
+                f"{percentile(mine.consent_delays, 95):.2f} s (p95) after the card was up "
+                "(visibility poll; part of time to Connected)"
             )
     print("\n" + "\n".join(lines))
     return {
@@ -281,9 +314,12 @@ def report(args: argparse.Namespace, variants: list[Variant]) -> dict[str, Any]:
             "latency_ms": args.latency_ms,
             "direct_concurrency": args.concurrency,
             "max_cached_workflows": args.max_cached_workflows,
+            "repeat": args.repeat,
+            "server_flags": args.server_flag,
         },
-        "variants": {v.name: v.summary() for v in variants},
-        "raw": {v.name: asdict(v) for v in variants},
+        "median": {name: m.summary() for name, m in median.items()},
+        "runs": {name: [m.summary() for m in found] for name, found in runs.items()},
+        "raw": {name: [asdict(m) for m in found] for name, found in runs.items()},
         "ratios": ratios,
         "targets_met": targets,
     }
@@ -294,26 +330,37 @@ def _met(ok: bool) -> str:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    runs: dict[str, list[Measurement]] = {name: [] for name in args.variants}
     with run_directory(args.keep_dir) as run_dir:
-        async with dev_server(run_dir, extra_flags=args.server_flag) as server, simulators(run_dir, args.latency_ms) as sims:
-            variants = []
-            for name in args.variants:
-                print(f"running {name} ...", file=sys.stderr, flush=True)
-                if name == "direct":
-                    variants.append(await measure_direct(args, server, sims, run_dir))
-                else:
-                    variants.append(await measure_workflows(name, args, server, sims, run_dir))
-    return report(args, variants)
+        for repeat in range(args.repeat):
+            # Rotate the order so no variant always runs first (a cooler machine) or last.
+            shift = repeat % len(args.variants)
+            for name in [*args.variants[shift:], *args.variants[:shift]]:
+                runs[name].append(await measure(name, args, repeat, run_dir))
+    for found in runs.values():
+        found.sort(key=lambda m: m.repeat)
+    return report(args, runs)
+
+
+def _variants(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names or not set(names) <= set(VARIANTS):
+        raise argparse.ArgumentTypeError(f"a comma-separated subset of {','.join(VARIANTS)}")
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.onboard_fleet", description=__doc__.splitlines()[0])
-    add_common_arguments(parser, count=200, latency_ms=20.0, concurrency=100)
+    add_common_arguments(
+        parser,
+        count=200,
+        latency_ms=20.0,
+        concurrency=100,
+        concurrency_help="integrations in flight in the direct variant",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument(
-        "--variants",
-        type=lambda text: text.split(","),
-        default=["direct", "floor", "ours"],
-        help="comma-separated subset of direct,floor,ours (default all, in that order)",
+        "--variants", type=_variants, default=list(VARIANTS), help="subset of direct,floor,ours (default all)"
     )
     args = parser.parse_args()
     results = asyncio.run(run(args))

@@ -143,7 +143,12 @@ class Harness:
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
         async with worker_module.build_worker(self.client, self.settings) as w, w:
-            yield w
+            try:
+                yield w
+            finally:
+                # Stop the workflows while the worker still runs, so no activity is left half-done:
+                # the time-skipping server would stay locked for the next test.
+                await self.terminate_started()
 
 
 async def wait_until(

@@ -14,6 +14,8 @@ class EntraSimConfig:
     tenant_id: str = SIM_TENANT_ID
     provisioning_client_id: str = PROVISIONING_APP_ID
     provisioning_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    # Entra caps a secret at two years; a simulated decade needs the provisioning app to outlive that.
+    provisioning_secret_lifetime_days: int = 730
     # If set, client assertions signed by this certificate's key are also accepted.
     provisioning_certificate_pem: bytes | None = field(default=None, repr=False)
     provisioning_roles: list[str] = field(default_factory=lambda: list(DEFAULT_PROVISIONING_ROLES))

@@ -118,7 +118,11 @@ def reconcile_provisioning_app(ctx: SimContext, now: datetime) -> None:
     app.password_credentials = [c for c in app.password_credentials if c.display_name != PROVISIONING_SECRET_NAME]
     app.password_credentials.append(
         new_password_credential(
-            config.provisioning_secret, PROVISIONING_SECRET_NAME, seeded_at, now + timedelta(days=730), seeded_at
+            config.provisioning_secret,
+            PROVISIONING_SECRET_NAME,
+            seeded_at,
+            now + timedelta(days=config.provisioning_secret_lifetime_days),
+            seeded_at,
         )
     )
     if config.provisioning_certificate_pem is not None:

@@ -84,7 +84,11 @@ async def test_a_second_rotation_is_refused_while_one_runs(ts: Harness) -> None:
         handle = await ts.start(ts.onboard_input("one-at-a-time", redirect_uris=await portal_redirect_uris(ts)))
         await connect_pbx_as_human(ts, handle)
         first = await ts.start_rotation("one-at-a-time", 1)
-        await wait_until(handle, lambda s: s.rotation is not None, "rotating")
+        await wait_until(
+            handle,
+            lambda s: s.rotation is not None and s.rotation.stage == RotationStage.WAITING_FOR_PBX,
+            "rotating",
+        )
         second = await ts.start_rotation("one-at-a-time", 2)
         refused = await second.result()
         assert refused.stage == RotationStage.ABANDONED
