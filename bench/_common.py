@@ -51,6 +51,8 @@ class ProcStats:
     rss: int  # bytes resident now
     peak_rss: int  # bytes, VmHWM: the kernel's high-water mark since start (or the last reset)
     cpu_seconds: float  # user + system
+    write_calls: int  # write-type system calls (a SQLite commit is several)
+    written_bytes: int  # bytes this process caused to be sent to storage
 
 
 def proc_stats(pid: int) -> ProcStats:
@@ -60,10 +62,13 @@ def proc_stats(pid: int) -> ProcStats:
     # The command name in /proc/<pid>/stat may contain spaces: split after its closing parenthesis.
     stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     utime, stime = int(stat[11]), int(stat[12])
+    io = {k: int(v) for k, _, v in (line.partition(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())}
     return ProcStats(
         rss=int(fields["VmRSS"][0]) * 1024,
         peak_rss=int(fields["VmHWM"][0]) * 1024,
         cpu_seconds=(utime + stime) / _CLOCK_TICKS,
+        write_calls=io["syscw"],
+        written_bytes=io["write_bytes"],
     )
 
 
@@ -80,24 +85,40 @@ class Window:
     pids: dict[str, int]
     started: float = 0.0
     wall_seconds: float = 0.0
-    cpu_at_start: dict[str, float] = field(default_factory=dict)
+    at_start: dict[str, ProcStats] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     peak_rss: dict[str, int] = field(default_factory=dict)
+    write_calls: dict[str, int] = field(default_factory=dict)
+    written_bytes: dict[str, int] = field(default_factory=dict)
 
     def open(self) -> Window:
         for name, pid in self.pids.items():
             reset_peak_rss(pid)
-            self.cpu_at_start[name] = proc_stats(pid).cpu_seconds
+            self.at_start[name] = proc_stats(pid)
         self.started = time.monotonic()
         return self
 
     def close(self) -> Window:
         self.wall_seconds = time.monotonic() - self.started
         for name, pid in self.pids.items():
-            stats = proc_stats(pid)
-            self.cpu_seconds[name] = stats.cpu_seconds - self.cpu_at_start[name]
+            stats, start = proc_stats(pid), self.at_start[name]
+            self.cpu_seconds[name] = stats.cpu_seconds - start.cpu_seconds
             self.peak_rss[name] = stats.peak_rss
+            self.write_calls[name] = stats.write_calls - start.write_calls
+            self.written_bytes[name] = stats.written_bytes - start.written_bytes
         return self
+
+
+async def sample(pids: dict[str, int], seconds: float, interval: float = 1.0) -> dict[str, list[ProcStats]]:
+    """Readings of each process every ``interval`` seconds for ``seconds`` (first and last included)."""
+    readings: dict[str, list[ProcStats]] = {name: [] for name in pids}
+    deadline = time.monotonic() + seconds
+    while True:
+        for name, pid in pids.items():
+            readings[name].append(proc_stats(pid))
+        if time.monotonic() >= deadline:
+            return readings
+        await asyncio.sleep(min(interval, max(0.0, deadline - time.monotonic())))
 
 
 async def wait_until_quiet(pid: int, *, cpu_share: float = 0.02, window: float = 2.0, limit: float = 120.0) -> float:

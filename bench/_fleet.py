@@ -120,6 +120,7 @@ class Timeline:
 
     workflow_id: str
     events: int
+    history_bytes: int = 0
     activities: int = 0
     timers: int = 0
     upserts: int = 0
@@ -209,7 +210,7 @@ def _seconds(event: HistoryEvent) -> float:
 
 
 def timeline_of(workflow_id: str, events: Sequence[HistoryEvent]) -> Timeline:
-    timeline = Timeline(workflow_id, len(events))
+    timeline = Timeline(workflow_id, len(events), sum(event.ByteSize() for event in events))
     for event in events:
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
             timeline.started = _seconds(event)

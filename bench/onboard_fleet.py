@@ -69,8 +69,13 @@ class Measurement:
     worker_peak_rss: int
     server_cpu_seconds: float | None
     sims_cpu_seconds: float | None
+    # The dev server's write system calls and bytes to storage: its SQLite work, which is what
+    # limits throughput on the dev server.
+    server_write_calls: int | None = None
+    server_written_bytes: int | None = None
     graph_calls: int | None = None
     history_events: list[int] = field(default_factory=list)
+    history_bytes: list[int] = field(default_factory=list)
     # Per onboarding, from the histories: activities, timers, search-attribute upserts (the shape
     # the floor has to match).
     shape: dict[str, float] = field(default_factory=dict)
@@ -90,10 +95,13 @@ class Measurement:
             fmt(max(self.to_connected), 2),
             fmt(self.graph_calls / self.count) if self.graph_calls is not None else "-",
             fmt(statistics.mean(self.history_events)) if self.history_events else "-",
+            fmt(statistics.mean(self.history_bytes) / 1024) if self.history_bytes else "-",
             fmt(self.worker_peak_rss / MB, 0),
             fmt(self.worker_cpu_seconds, 1),
             fmt(1000 * self.worker_cpu_seconds / self.count, 1),
             fmt(self.server_cpu_seconds, 1),
+            fmt(self.server_write_calls / self.count) if self.server_write_calls is not None else "-",
+            fmt(self.server_written_bytes / self.count / 1024) if self.server_written_bytes is not None else "-",
             fmt(self.sims_cpu_seconds, 1),
         ]
 
@@ -111,10 +119,17 @@ class Measurement:
             "time_to_connected_seconds": spread(self.to_connected),
             "graph_calls_per_integration": self.graph_calls / self.count if self.graph_calls is not None else None,
             "history_events_per_integration": spread(self.history_events),
+            "history_bytes_per_integration": spread(self.history_bytes),
             "worker_peak_rss_bytes": self.worker_peak_rss,
             "worker_cpu_seconds": self.worker_cpu_seconds,
             "worker_cpu_ms_per_integration": 1000 * self.worker_cpu_seconds / self.count,
             "server_cpu_seconds": self.server_cpu_seconds,
+            "server_write_calls_per_integration": (
+                self.server_write_calls / self.count if self.server_write_calls is not None else None
+            ),
+            "server_written_bytes_per_integration": (
+                self.server_written_bytes / self.count if self.server_written_bytes is not None else None
+            ),
             "simulators_cpu_seconds": self.sims_cpu_seconds,
             "consent_signal_delay_seconds": spread(self.consent_delays),
             "shape_per_integration": self.shape or None,
@@ -130,10 +145,13 @@ HEADERS = [
     "max s",
     "Graph/integ",
     "events/integ",
+    "hist KB/integ",
     "peak RSS MB",
     "worker CPU s",
     "CPU ms/integ",
     "server CPU s",
+    "srv writes/integ",
+    "srv KB/integ",
     "sims CPU s",
 ]
 
@@ -213,9 +231,12 @@ async def measure_workflows(name: str, args: argparse.Namespace, repeat: int, st
         worker_cpu_seconds=window.cpu_seconds["worker"],
         worker_peak_rss=window.peak_rss["worker"],
         server_cpu_seconds=window.cpu_seconds["server"],
+        server_write_calls=window.write_calls["server"],
+        server_written_bytes=window.written_bytes["server"],
         sims_cpu_seconds=window.cpu_seconds.get("sims"),
         graph_calls=graph_calls,
         history_events=[t.events for t in histories],
+        history_bytes=[t.history_bytes for t in histories],
         shape={
             kind: statistics.mean(getattr(t, kind) for t in histories) for kind in ("activities", "timers", "upserts")
         },

@@ -61,9 +61,10 @@ def settings_for(sims: RunningSimulators, data_dir: Path, **overrides: Any) -> S
         return load_settings(**overrides)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server, shared by the session (each test uses its own task queue)."""
+    """A time-skipping test server per test (it starts in ~0.1 s): one test's leftovers, such as a
+    time lock held by an abandoned activity, can't stall the next test's clock."""
     probe = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter(probe), test_server_existing_path=str(test_server_binary())
@@ -135,9 +136,18 @@ class Harness:
         return handle
 
     async def terminate_started(self) -> None:
-        """Long-running workflows outlive a test; stop them so they don't load the shared server."""
+        """Long-running workflows outlive a test; stop them so they don't load the shared server.
+
+        Each is first let finish its running activities: the time-skipping server never releases the
+        time lock held by an activity whose workflow was terminated under it.
+        """
         for handle in self.started:
             with contextlib.suppress(RPCError):  # already finished
+                for _ in range(100):
+                    description = await handle.describe()
+                    if not description.raw_description.pending_activities:
+                        break
+                    await asyncio.sleep(0.05)
                 await handle.terminate("test finished")
 
     @contextlib.asynccontextmanager
