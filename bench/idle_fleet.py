@@ -10,7 +10,8 @@ rotation schedule pending. Then, measured:
   database  the dev server's SQLite bytes (with journal/WAL) per integration, over the empty server
   restart   SIGTERM to the worker and a new one: seconds until it polls, then until every
             integration has answered a status query, i.e. been replayed from its history into
-            the new worker (what a burst of due timers would also cost), and the RSS afterwards
+            the new worker (what a burst of due timers would also cost), and the RSS afterwards;
+            again for each --also-cache bound
 
 The worker's workflow cache is bounded (YEC_TEMPORAL__MAX_CACHED_WORKFLOWS, --max-cached-workflows),
 so its memory should not grow with N.
@@ -130,24 +131,29 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 worker.check()
             finally:
                 stop_seconds = await worker.stop()
-            restart = await restart_and_resume(st, env=env, client=client, task_queue=task_queue, ids=ids)
-            restart["old_worker_stop_seconds"] = stop_seconds
+            restarts = []
+            for cache in [args.max_cached_workflows, *args.also_cache]:
+                restart_env = {**env, "YEC_TEMPORAL__MAX_CACHED_WORKFLOWS": str(cache)}
+                restart = await restart_and_resume(st, env=restart_env, client=client, task_queue=task_queue, ids=ids)
+                restarts.append({"max_cached_workflows": cache, **restart})
     return report(
         args,
         setup_seconds=setup_seconds,
         db_per_integration=(db_bytes - db_empty) / args.count,
         db_bytes=db_bytes,
         idle=idle,
-        restart=restart,
+        stop_seconds=stop_seconds,
+        restarts=restarts,
     )
 
 
 async def restart_and_resume(
     st: Stack, *, env: dict[str, str], client: Client, task_queue: str, ids: list[str]
 ) -> dict[str, Any]:
-    print("restarting the worker and resuming every integration ...", file=sys.stderr, flush=True)
+    cache = env["YEC_TEMPORAL__MAX_CACHED_WORKFLOWS"]
+    print(f"restarting the worker (cache {cache}), resuming every integration ...", file=sys.stderr, flush=True)
     started = time.monotonic()
-    worker: Service = await start_service("worker-restarted", [PYTHON, str(ROOT / "worker.py")], env, st.run_dir)
+    worker: Service = await start_service(f"worker-cache{cache}", [PYTHON, str(ROOT / "worker.py")], env, st.run_dir)
     try:
         await wait_for_worker(client, task_queue, worker)
         ready = time.monotonic() - started
@@ -176,7 +182,8 @@ def report(
     db_per_integration: float,
     db_bytes: int,
     idle: dict[str, list[ProcStats]],
-    restart: dict[str, Any],
+    stop_seconds: float,
+    restarts: list[dict[str, Any]],
 ) -> dict[str, Any]:
     interval = args.idle_seconds / max(1, len(idle["worker"]) - 1)
     series = {name: _series(readings, interval) for name, readings in idle.items()}
@@ -200,21 +207,33 @@ def report(
         ],
     )
     print_table(
-        "Fleet at rest and worker restart",
+        "Fleet at rest",
         ["figure", "value"],
         [
             ["onboarding (setup) s", fmt(setup_seconds, 0)],
             ["onboarded per s (setup)", fmt(args.count / setup_seconds, 1)],
             ["dev-server DB MB", fmt(db_bytes / MB, 1)],
             ["dev-server DB KB per integration", fmt(db_per_integration / 1024, 1)],
-            ["old worker stop s", fmt(restart["old_worker_stop_seconds"], 1)],
-            ["new worker polling after s", fmt(restart["ready_seconds"], 1)],
-            ["all resumed (status answered) after s", fmt(restart["all_resumed_seconds"], 1)],
-            ["replay ms per integration", fmt(restart["replay_ms_per_integration"], 1)],
-            ["worker RSS after resuming all MB", fmt(restart["rss_after_resume_bytes"] / MB, 0)],
-            ["phases after restart", ", ".join(f"{k} {v}" for k, v in sorted(restart["phases"].items()))],
+            ["worker stop (SIGTERM) s", fmt(stop_seconds, 1)],
         ],
     )
+    print_table(
+        "Worker restart: a new worker, then a status query to every integration (each replays its history)",
+        ["cache bound", "polling after s", "all resumed after s", "replay ms/integ", "CPU s", "RSS after MB", "phases"],
+        [
+            [
+                fmt(r["max_cached_workflows"]),
+                fmt(r["ready_seconds"], 1),
+                fmt(r["all_resumed_seconds"], 1),
+                fmt(r["replay_ms_per_integration"], 1),
+                fmt(r["resume_cpu_seconds"], 1),
+                fmt(r["rss_after_resume_bytes"] / MB, 0),
+                ", ".join(f"{k} {v}" for k, v in sorted(r["phases"].items())),
+            ]
+            for r in restarts
+        ],
+    )
+    restart = restarts[0]  # the configured cache bound
     worst_rss = max(worker["rss_max_bytes"], restart["rss_after_resume_bytes"])
     connected = restart["phases"].get(str(Phase.CONNECTED), 0)
     lines = [
@@ -239,7 +258,8 @@ def report(
         "db_bytes": db_bytes,
         "db_bytes_per_integration": db_per_integration,
         "idle": series,
-        "restart": restart,
+        "worker_stop_seconds": stop_seconds,
+        "restarts": restarts,
         "targets": {"idle_rss_below_300mb": worst_rss < TARGET_RSS, "applies": args.count >= TARGET_AT},
     }
 
@@ -255,6 +275,13 @@ def main() -> None:
         parser, count=2000, latency_ms=0.0, concurrency=500, concurrency_help="integrations in flight while onboarding"
     )
     parser.add_argument("--idle-seconds", type=float, default=60.0, help="idle window (default 60)")
+    parser.add_argument(
+        "--also-cache",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[],
+        metavar="N[,N…]",
+        help="restart and resume again with these cache bounds, to see memory against the bound",
+    )
     args = parser.parse_args()
     results = asyncio.run(run(args))
     path = write_results("idle_fleet", results, args.json_out)
