@@ -30,7 +30,7 @@ from bench._common import fmt, print_table, run_directory, write_results
 from common.dev_server import test_server_binary
 from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
-from common.settings import Settings, load_settings
+from common.settings import Settings, settings_from_env
 from common.temporal import data_converter
 from simulators.clock import CallableClock
 from simulators.entra.config import EntraSimConfig
@@ -168,8 +168,9 @@ async def live(years: float, run_dir: Path) -> dict[str, Any]:
         yeastar = YeastarSimConfig(sync_interval_seconds=0.2)
         entra = EntraSimConfig(provisioning_secret_lifetime_days=int(365 * (years + 1)))
         async with running_simulators(run_dir / "sim", entra=entra, yeastar=yeastar, clock=clock) as sims:
-            os.environ.update(sims.env())
-            settings = load_settings(encryption_keys=keys, data_dir=run_dir / "data", log_level="WARNING")
+            settings = settings_from_env(
+                sims.env(), encryption_keys=keys, data_dir=run_dir / "data", log_level="WARNING"
+            )
             settings.temporal = settings.temporal.model_copy(update={"task_queue": f"life-{uuid.uuid4()}"})
             life = Life(env, sims, settings)
             started = time.monotonic()

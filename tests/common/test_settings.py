@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload
 
 from common.codec import EncryptionCodec
-from common.settings import SettingsError, load_settings
+from common.settings import SettingsError, load_settings, settings_from_env
 from notifications.config import (
     EmailChannelConfig,
     SlackChannelConfig,
@@ -454,3 +454,18 @@ def test_channel_names_must_be_unique(monkeypatch: pytest.MonkeyPatch) -> None:
     message = str(load_error())
 
     assert "YEC_NOTIFICATION_CHANNELS" in message and "repeated: dup" in message
+
+
+def test_settings_from_env_reads_a_mapping_like_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("YEC_ENTRA__TENANT_ID", raising=False)
+    settings = settings_from_env(
+        {
+            "YEC_ENTRA__TENANT_ID": "11111111-1111-4111-8111-111111111111",
+            "YEC_TEMPORAL__NAMESPACE": "ops",
+            "HOME": "/x",
+        },
+        secret_lifetime_days=90,
+    )
+    assert settings.entra.tenant_id == "11111111-1111-4111-8111-111111111111"
+    assert settings.temporal.namespace == "ops" and settings.secret_lifetime_days == 90
+    assert "YEC_ENTRA__TENANT_ID" not in os.environ
