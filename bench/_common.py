@@ -313,9 +313,9 @@ async def stack(
 ) -> AsyncIterator[Stack]:
     """Fresh processes per measurement, so no variant inherits another's database or tenant.
     ``latency_ms`` None: no simulators."""
-    async with contextlib.AsyncExitStack() as stack:
-        server = await stack.enter_async_context(dev_server(run_dir, extra_flags=server_flags)) if temporal else None
-        sims = await stack.enter_async_context(simulators(run_dir, latency_ms)) if latency_ms is not None else None
+    async with contextlib.AsyncExitStack() as exits:
+        server = await exits.enter_async_context(dev_server(run_dir, extra_flags=server_flags)) if temporal else None
+        sims = await exits.enter_async_context(simulators(run_dir, latency_ms)) if latency_ms is not None else None
         yield Stack(run_dir, server, sims)
 
 

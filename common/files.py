@@ -12,7 +12,7 @@ def write_private(path: Path, data: bytes) -> None:
     folders are created 0700 (mkdir's own mode only applies to the last level)."""
     for folder in reversed([path.parent, *path.parent.parents]):
         if not folder.exists():
-            folder.mkdir(mode=0o700)
+            folder.mkdir(mode=0o700, exist_ok=True)  # exist_ok: another writer may create it meanwhile
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
     try:
         with os.fdopen(fd, "wb") as handle:
