@@ -88,6 +88,8 @@ def graph_activity(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
 
 
 async def _heartbeat_every(seconds: float) -> None:
+    # The heartbeat timeout runs from the start, so most steps (done in well under `seconds`) never
+    # need to send one; each heartbeat is a round trip through the worker to the server.
     while True:
-        activity.heartbeat()
         await asyncio.sleep(seconds)
+        activity.heartbeat()

@@ -34,6 +34,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from common.dev_server import dev_server_command
+from common.settings import TemporalSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -41,6 +42,7 @@ PYTHON = sys.executable
 SIMS_ENV_FILE = "simulators.env"  # written by bench._sims once both simulators listen
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 MB = 1024 * 1024
+DEFAULT_CACHE = TemporalSettings().max_cached_workflows  # the worker's default, YEC_TEMPORAL__MAX_CACHED_WORKFLOWS
 
 
 # ----------------------------------------------------------------------------- /proc readings
@@ -290,7 +292,9 @@ class Stack:
         }
         return {name: service.pid for name, service in services.items() if service is not None}
 
-    def env(self, *, task_queue: str = "unused", max_cached_workflows: int = 1000, keys: str) -> dict[str, str]:
+    def env(
+        self, *, task_queue: str = "unused", max_cached_workflows: int = DEFAULT_CACHE, keys: str
+    ) -> dict[str, str]:
         """The YEC_* settings a deployment's worker would get, pointed at this stack."""
         env = {
             **base_env(),
@@ -425,7 +429,12 @@ def add_common_arguments(
     parser.add_argument(
         "--concurrency", type=int, default=concurrency, help=f"{concurrency_help} (default {concurrency})"
     )
-    parser.add_argument("--max-cached-workflows", type=int, default=1000, help="worker's workflow cache (default 1000)")
+    parser.add_argument(
+        "--max-cached-workflows",
+        type=int,
+        default=DEFAULT_CACHE,
+        help=f"the worker's workflow cache bound (default {DEFAULT_CACHE}, as worker.py's)",
+    )
     parser.add_argument("--json-out", type=Path, help="results file (default bench/results/<name>-<time>.json)")
     parser.add_argument("--keep-dir", type=Path, help="keep the database, simulator state and logs here")
     parser.add_argument(

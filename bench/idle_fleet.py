@@ -1,6 +1,6 @@
 """Idle fleet: N integrations parked in Connected, and what keeping them there costs one worker.
 
-    .venv/bin/python -m bench.idle_fleet [--count 2000] [--idle-seconds 60] [--max-cached-workflows 1000]
+    .venv/bin/python -m bench.idle_fleet [--count 2000] [--idle-seconds 60] [--also-cache 100,1000]
 
 Onboards N integrations through worker.py (the same harness as bench.onboard_fleet, at most
 --concurrency in flight), so each ends Connected with its daily credential-check timer and its

@@ -38,6 +38,8 @@ _TRACE_RE = re.compile(r"\s*Trace ID:")
 _NOT_YET_REPLICATED_AADSTS = frozenset({"AADSTS7000215", "AADSTS700016"})
 # What MSAL assumes when a 429/5xx carries no Retry-After (msal.throttled_http_client).
 _MSAL_DEFAULT_RETRY_AFTER = 5.0
+# A token is reused until this long before it expires (MSAL's own cache would refresh no later).
+_REUSE_MARGIN_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,9 @@ class MsalTokenProvider:
         self._last_response = threading.local()  # per worker thread: status + Retry-After seen
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
+        # The last token and the time.monotonic() until which it is reused without asking MSAL:
+        # a cache lookup costs a worker thread and a lock, on every Graph call.
+        self._fresh: tuple[str, float] | None = None
         # MSAL replays a 429/5xx until then (time.monotonic()): waiting is cheaper than asking.
         self._replay_until = 0.0
 
@@ -145,6 +150,9 @@ class MsalTokenProvider:
 
     async def token(self) -> str:
         """An access token; MSAL's cache returns the same one until shortly before it expires."""
+        fresh = self._fresh
+        if fresh is not None and time.monotonic() < fresh[1]:
+            return fresh[0]
         async with self._lock:
             if self._app is None:
                 self._app = await asyncio.to_thread(self._build_app)
@@ -155,6 +163,8 @@ class MsalTokenProvider:
         async with self._lock:
             if self._app is None:
                 return
+            if self._fresh is not None and self._fresh[0] == token:
+                self._fresh = None
             cache = self._app.token_cache
             for entry in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 if entry.get("secret") == token:
@@ -256,7 +266,10 @@ class MsalTokenProvider:
         except (MsalServiceError, ValueError):
             result = {}  # a 5xx (MSAL raises on those) or a body that is not JSON
         if "access_token" in result:
-            return str(result["access_token"])
+            token = str(result["access_token"])
+            lifetime = float(result.get("expires_in", 0))
+            self._fresh = (token, time.monotonic() + lifetime - _REUSE_MARGIN_SECONDS)
+            return token
         status, retry_after = self._seen()
         self._note_replay(status, retry_after)
         raise _result_error(result, status, retry_after)

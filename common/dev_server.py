@@ -44,6 +44,10 @@ def dev_server_command(data_dir: Path, *, port: int = 7233, ui_port: int = 8233,
         str(port),
         "--log-level",
         "warn",
+        # Write-ahead logging: readers stop blocking the writer; measured ~2x fleet throughput
+        # (bench/onboard_fleet.py) with commits still synced to disk.
+        "--sqlite-pragma",
+        "journal_mode=wal",
         *search_attributes.dev_server_flags(),
     ]
     return command + (["--headless"] if headless else ["--ui-port", str(ui_port), "--ui-disable-news-fetch"])
