@@ -15,7 +15,9 @@ RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin
 
 WORKDIR /app
 COPY . .
-RUN pip install . && rm -rf build
+# Bytecode for /app written now, as root: the workflow sandbox re-imports workflow modules for every
+# run, and PYTHONDONTWRITEBYTECODE (above) would otherwise have it recompile them each time.
+RUN pip install . && rm -rf build && python -m compileall -q /app
 
 USER connector
 VOLUME ["/data"]

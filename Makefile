@@ -27,5 +27,11 @@ typecheck: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest
 
+# The three benchmarks at their defaults (about 15 min on two cores); see README "Benchmarks".
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.onboard_fleet
+	$(BIN)/python -m bench.idle_fleet
+	$(BIN)/python -m bench.lifetime
+
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

@@ -27,16 +27,24 @@ from activities.rotation import RotationActivities
 from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
 from common.settings import Settings, SettingsError, load_settings
-from common.temporal import connect, ensure_search_attributes, exit_process
+from common.temporal import compile_workflow_code, connect, ensure_search_attributes, exit_process
 from workflows.integration import IntegrationWorkflow
 from workflows.rotation import SecretRotationWorkflow
 
 log = structlog.get_logger("worker")
 
+WORKFLOWS = [IntegrationWorkflow, SecretRotationWorkflow]
+
 
 @contextlib.asynccontextmanager
 async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     """A configured (not yet running) worker; closes the activities' HTTP clients afterwards."""
+    for source in compile_workflow_code(WORKFLOWS):
+        log.warning(
+            "cannot write bytecode for a workflow module; every workflow run will compile it again",
+            module=str(source),
+            fix="run `python -m compileall` on the install, or make its __pycache__ writable",
+        )
     provisioning = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
     notify = NotifyActivities(settings)
     rotation = RotationActivities(client, settings)
@@ -44,7 +52,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         yield Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=[IntegrationWorkflow, SecretRotationWorkflow],
+            workflows=WORKFLOWS,
             activities=[
                 provisioning.preflight,
                 provisioning.register_application,

@@ -152,11 +152,13 @@ async def _run_worker() -> None:
     from temporalio.worker import Worker
 
     from common.settings import load_settings
+    from common.temporal import compile_workflow_code
 
     temporal = load_settings(_env_file=None).temporal
     client = await Client.connect(temporal.address, namespace=temporal.namespace)
     activities = FloorActivities(client, temporal.task_queue)
-    # The same options as worker.py's build_worker, so only the workflow and activities differ.
+    # The same preparation and options as worker.py's build_worker: only workflow and activities differ.
+    compile_workflow_code([FloorWorkflow])
     worker = Worker(
         client,
         task_queue=temporal.task_queue,

@@ -3,9 +3,13 @@ on the data converter (pydantic + encryption codec + encoded failure attributes)
 
 from __future__ import annotations
 
+import compileall
 import dataclasses
+import inspect
 import os
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 from typing import NoReturn
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -26,6 +30,21 @@ def data_converter(settings: Settings) -> DataConverter:
         # Failure messages and stack traces go through the codec too (they could name IDs).
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )
+
+
+def compile_workflow_code(workflow_classes: Iterable[type]) -> list[Path]:
+    """Write bytecode for the modules defining ``workflow_classes``; returns those that could not be.
+
+    The workflow sandbox re-imports a workflow's module for every workflow run it starts. With no
+    up-to-date .pyc (PYTHONDONTWRITEBYTECODE, as in most container images) each of those imports
+    compiles the source again: a quarter of the worker's CPU in bench/onboard_fleet.py. compileall
+    writes despite that setting and skips files whose bytecode is current.
+    """
+    failed: list[Path] = []
+    for source in sorted({Path(inspect.getfile(cls)) for cls in workflow_classes}):
+        if not compileall.compile_file(source, quiet=2):
+            failed.append(source)
+    return failed
 
 
 def _tls_config(settings: Settings) -> TLSConfig | bool:

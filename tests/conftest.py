@@ -7,11 +7,12 @@ import asyncio
 import base64
 import contextlib
 import os
+import ssl
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from temporalio.client import Client, WorkflowHandle
@@ -25,10 +26,11 @@ from common import search_attributes
 from common.dev_server import temporal_cli, test_server_binary
 from common.settings import Settings, load_settings
 from common.temporal import data_converter
-from simulators.clock import CallableClock, Clock
-from simulators.entra.server import EntraSimConfig
+from simulators.clock import CallableClock, Clock, OffsetClock
+from simulators.entra.server import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import RunningSimulators, running_simulators
-from simulators.yeastar.server import YeastarSimConfig
+from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
+from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 from workflows.integration import IntegrationWorkflow
 from workflows.models import (
     IntegrationStatus,
@@ -43,6 +45,63 @@ from workflows.rotation import SecretRotationWorkflow
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
 HISTORIES_DIR = Path(__file__).parent / "histories"
+
+StartEntra = Callable[..., Awaitable[EntraSimulator]]
+StartYeastar = Callable[..., Awaitable[YeastarSimulator]]
+
+
+@pytest.fixture(scope="session")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
+    """One local CA for every simulator a test starts on its own (harness stacks make their own)."""
+    return load_or_create_local_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="session")
+def server_ssl(ca: LocalCA) -> ssl.SSLContext:
+    return server_ssl_context(ca)
+
+
+class _Server(Protocol):
+    async def stop(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=_Server)
+
+
+@pytest.fixture
+async def stop_at_end() -> AsyncIterator[Callable[[ServerT], ServerT]]:
+    """Pass a started simulator through this to have it stopped when the test ends."""
+    running: list[_Server] = []
+
+    def keep(server: ServerT) -> ServerT:
+        running.append(server)
+        return server
+
+    yield keep
+    for server in running:
+        await server.stop()
+
+
+@pytest.fixture
+def start_entra(server_ssl: ssl.SSLContext, stop_at_end: Callable[[EntraSimulator], EntraSimulator]) -> StartEntra:
+    """Start an Entra simulator: ``start_entra(config)`` or ``start_entra(**config_fields)``."""
+
+    async def start(config: EntraSimConfig | None = None, **fields: Any) -> EntraSimulator:
+        return stop_at_end(await start_entra_simulator(config or EntraSimConfig(**fields), server_ssl))
+
+    return start
+
+
+@pytest.fixture
+def start_yeastar(
+    server_ssl: ssl.SSLContext, stop_at_end: Callable[[YeastarSimulator], YeastarSimulator]
+) -> StartYeastar:
+    """Start a Yeastar simulator with ``YeastarSimConfig(**config_fields)`` on its own clock."""
+
+    async def start(**fields: Any) -> YeastarSimulator:
+        return stop_at_end(await start_yeastar_simulator(YeastarSimConfig(**fields), server_ssl, clock=OffsetClock()))
+
+    return start
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +17,9 @@ from clients.graph import GraphClient
 from clients.msal_auth import MsalTokenProvider
 from clients.retry import RetryConfig, Sleep
 from common.settings import EntraSettings
-from simulators.entra.server import EntraSimConfig, EntraSimulator, start_entra_simulator
-from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
+from simulators.entra.server import EntraSimulator
+from simulators.tls import LocalCA
+from tests.conftest import StartEntra
 
 # Short delays so a test waits at most a few hundred milliseconds per retry sequence.
 FAST_RETRY = RetryConfig(max_attempts=4, base_delay=0.02, max_delay=0.1, replication_timeout=5.0)
@@ -59,32 +60,9 @@ def fake_time() -> FakeTime:
     return FakeTime()
 
 
-@pytest.fixture(scope="session")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    return load_or_create_local_ca(tmp_path_factory.mktemp("ca"))
-
-
-StartSim = Callable[..., Awaitable[EntraSimulator]]
-
-
 @pytest.fixture
-async def start_sim(ca: LocalCA) -> AsyncIterator[StartSim]:
-    """Start an Entra simulator with ``EntraSimConfig(**overrides)``; stopped after the test."""
-    started: list[EntraSimulator] = []
-
-    async def start(**overrides: Any) -> EntraSimulator:
-        sim = await start_entra_simulator(EntraSimConfig(**overrides), server_ssl_context(ca))
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        await sim.stop()
-
-
-@pytest.fixture
-async def sim(start_sim: StartSim) -> EntraSimulator:
-    return await start_sim()
+async def sim(start_entra: StartEntra) -> EntraSimulator:
+    return await start_entra()
 
 
 def entra_settings(sim: EntraSimulator, ca: LocalCA, **overrides: Any) -> EntraSettings:

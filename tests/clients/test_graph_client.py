@@ -35,13 +35,13 @@ from simulators.tls import LocalCA
 from tests.clients.conftest import (
     FAST_RETRY,
     RecordingSleep,
-    StartSim,
     app_provider,
     provisioning_graph,
     route_count,
     sim_admin,
     token_requests,
 )
+from tests.conftest import StartEntra
 
 APP_BODY: dict[str, Any] = {
     "displayName": "Yeastar PBX",
@@ -165,10 +165,10 @@ async def test_password_add_list_remove(graph: GraphClient, sim: EntraSimulator)
 
 
 async def test_quick_second_secret_hits_concurrency_violation_and_is_retried(
-    start_sim: StartSim, ca: LocalCA, sleep: RecordingSleep
+    start_entra: StartEntra, ca: LocalCA, sleep: RecordingSleep
 ) -> None:
     """409 Directory_ConcurrencyViolation proves the add did not run, so even addPassword is re-sent."""
-    sim = await start_sim(replication_delay_seconds=0.05)
+    sim = await start_entra(replication_delay_seconds=0.05)
     async with provisioning_graph(sim, ca, sleep=sleep) as graph:
         app = await new_app(graph)
         await graph.add_password(app.id, "first")
@@ -280,9 +280,9 @@ async def test_throttling_that_persists_raises_throttled(
 
 
 async def test_service_principal_right_after_app_waits_for_replication(
-    start_sim: StartSim, ca: LocalCA, sleep: RecordingSleep
+    start_entra: StartEntra, ca: LocalCA, sleep: RecordingSleep
 ) -> None:
-    sim = await start_sim(replication_delay_seconds=0.3)
+    sim = await start_entra(replication_delay_seconds=0.3)
     async with provisioning_graph(sim, ca, sleep=sleep) as graph:
         app = await new_app(graph)
         sp = await graph.create_service_principal(app.app_id)
@@ -296,9 +296,9 @@ async def test_service_principal_right_after_app_waits_for_replication(
 
 
 async def test_replication_that_never_catches_up_raises_not_yet_replicated(
-    start_sim: StartSim, ca: LocalCA, sleep: RecordingSleep
+    start_entra: StartEntra, ca: LocalCA, sleep: RecordingSleep
 ) -> None:
-    sim = await start_sim(replication_delay_seconds=60)
+    sim = await start_entra(replication_delay_seconds=60)
     retry = RetryConfig(base_delay=0.02, max_delay=0.05, replication_timeout=0.2)
     async with provisioning_graph(sim, ca, retry=retry, sleep=sleep) as graph:
         app = await new_app(graph)
@@ -321,9 +321,9 @@ def _seed_answering_400_first(draws: int) -> int:
 
 
 async def test_consent_assignment_right_after_sp_waits_for_replication(
-    start_sim: StartSim, ca: LocalCA, sleep: RecordingSleep
+    start_entra: StartEntra, ca: LocalCA, sleep: RecordingSleep
 ) -> None:
-    sim = await start_sim(replication_delay_seconds=0.15, seed=_seed_answering_400_first(12))
+    sim = await start_entra(replication_delay_seconds=0.15, seed=_seed_answering_400_first(12))
     async with provisioning_graph(sim, ca, sleep=sleep) as graph:
         app = await new_app(graph)
         sp = await graph.create_service_principal(app.app_id)
@@ -392,8 +392,8 @@ async def test_interactive_consent_grant_is_listed(graph: GraphClient, sim: Entr
 # --- reads ----------------------------------------------------------------------------------------
 
 
-async def test_list_users_follows_next_links(start_sim: StartSim, ca: LocalCA) -> None:
-    sim = await start_sim(users=6, provisioning_roles=["User.Read.All"])
+async def test_list_users_follows_next_links(start_entra: StartEntra, ca: LocalCA) -> None:
+    sim = await start_entra(users=6, provisioning_roles=["User.Read.All"])
     async with provisioning_graph(sim, ca) as graph:
         everyone = await graph.list_users(top=2)
         pages = graph.calls
@@ -430,8 +430,8 @@ async def test_sign_ins_without_licence_are_permission_denied(
     assert (caught.value.status, caught.value.code) == (403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant")
 
 
-async def test_missing_permission_is_permission_denied(start_sim: StartSim, ca: LocalCA) -> None:
-    sim = await start_sim(provisioning_roles=["Application.ReadWrite.All"])
+async def test_missing_permission_is_permission_denied(start_entra: StartEntra, ca: LocalCA) -> None:
+    sim = await start_entra(provisioning_roles=["Application.ReadWrite.All"])
     async with provisioning_graph(sim, ca) as graph:
         with pytest.raises(PermissionDenied) as caught:
             await graph.get_default_app_management_policy()

@@ -25,13 +25,13 @@ from simulators.tls import LocalCA, create_client_certificate, server_ssl_contex
 from tests.clients.conftest import (
     FAST_RETRY,
     RecordingSleep,
-    StartSim,
     app_provider,
     entra_settings,
     provisioning_graph,
     sim_admin,
     token_requests,
 )
+from tests.conftest import StartEntra
 
 UNKNOWN_APP_ID = "00000000-0000-4000-8000-0000000000aa"
 STUB_TENANT = "33333333-3333-4333-8333-333333333333"
@@ -104,9 +104,9 @@ def test_from_settings_needs_a_complete_identity(sim: EntraSimulator, ca: LocalC
 # --- certificate credential -------------------------------------------------------------------------
 
 
-async def test_certificate_credential_signs_in(start_sim: StartSim, ca: LocalCA, tmp_path: Path) -> None:
+async def test_certificate_credential_signs_in(start_entra: StartEntra, ca: LocalCA, tmp_path: Path) -> None:
     certificate = create_client_certificate(tmp_path, "provisioning")
-    sim = await start_sim(provisioning_certificate_pem=certificate.cert_pem)
+    sim = await start_entra(provisioning_certificate_pem=certificate.cert_pem)
     settings = entra_settings(sim, ca, client_secret=None, certificate_path=certificate.pem_path)
     provider = MsalTokenProvider.from_settings(settings)
     async with GraphClient(sim.url, provider, ca.ca_file, retry=FAST_RETRY) as graph:
@@ -156,9 +156,9 @@ async def create_app_with_secret(sim: EntraSimulator, ca: LocalCA, *, secret_rep
 
 
 async def test_new_secret_is_proven_after_replication(
-    start_sim: StartSim, ca: LocalCA, caplog: pytest.LogCaptureFixture
+    start_entra: StartEntra, ca: LocalCA, caplog: pytest.LogCaptureFixture
 ) -> None:
-    sim = await start_sim()
+    sim = await start_entra()
     new = await create_app_with_secret(sim, ca, secret_replication=0.3)
     secret = new.password.secret_text.get_secret_value()
     provider = app_provider(sim, ca, new.app_id, new.password.secret_text)
@@ -182,8 +182,8 @@ async def test_new_secret_is_proven_after_replication(
     provider.close()
 
 
-async def test_secret_that_never_works_raises_after_timeout(start_sim: StartSim, ca: LocalCA) -> None:
-    sim = await start_sim()
+async def test_secret_that_never_works_raises_after_timeout(start_entra: StartEntra, ca: LocalCA) -> None:
+    sim = await start_entra()
     new = await create_app_with_secret(sim, ca, secret_replication=60)
     provider = app_provider(sim, ca, new.app_id, new.password.secret_text)
     started = asyncio.get_running_loop().time()
@@ -194,8 +194,8 @@ async def test_secret_that_never_works_raises_after_timeout(start_sim: StartSim,
     assert token_requests(sim, new.app_id) >= 2
 
 
-async def test_expired_secret_is_not_waited_for(start_sim: StartSim, ca: LocalCA) -> None:
-    sim = await start_sim()
+async def test_expired_secret_is_not_waited_for(start_entra: StartEntra, ca: LocalCA) -> None:
+    sim = await start_entra()
     new = await create_app_with_secret(sim, ca)
     assert new.password.end_date_time is not None
     lifetime = new.password.end_date_time - datetime.now(UTC)

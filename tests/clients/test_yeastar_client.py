@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -16,40 +15,16 @@ from clients.errors import Transient, YeastarAuthFailed, YeastarTokenLimit
 from clients.retry import RetryConfig
 from clients.yeastar import MIN_FIRMWARE, YeastarClient, parse_firmware
 from simulators.clock import OffsetClock
-from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
-from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
+from simulators.tls import LocalCA
+from simulators.yeastar.server import YeastarSimulator
+from tests.conftest import StartYeastar
 
 FAST_RETRY = RetryConfig(max_attempts=3, base_delay=0.01, max_delay=0.05)
-StartSim = Callable[..., Awaitable[YeastarSimulator]]
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    return load_or_create_local_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def server_ssl(ca: LocalCA) -> ssl.SSLContext:
-    return server_ssl_context(ca)
 
 
 @pytest.fixture
-async def start_sim(server_ssl: ssl.SSLContext) -> AsyncIterator[StartSim]:
-    started: list[YeastarSimulator] = []
-
-    async def start(**config: Any) -> YeastarSimulator:
-        sim = await start_yeastar_simulator(YeastarSimConfig(**config), server_ssl, clock=OffsetClock())
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        await sim.stop()
-
-
-@pytest.fixture
-async def sim(start_sim: StartSim) -> YeastarSimulator:
-    return await start_sim()
+async def sim(start_yeastar: StartYeastar) -> YeastarSimulator:
+    return await start_yeastar()
 
 
 def make_client(
@@ -174,8 +149,8 @@ async def test_five_failures_block_the_ip_even_for_good_credentials(sim: Yeastar
         assert await client.extension_count() == 5
 
 
-async def test_extensions_are_read_page_by_page(start_sim: StartSim, ca: LocalCA) -> None:
-    sim = await start_sim(extensions=23)
+async def test_extensions_are_read_page_by_page(start_yeastar: StartYeastar, ca: LocalCA) -> None:
+    sim = await start_yeastar(extensions=23)
     async with make_client(sim, ca) as client:
         extensions = await client.list_extensions(page_size=5)
         assert await client.extension_count() == 23
@@ -207,9 +182,9 @@ def test_parse_firmware() -> None:
             parse_firmware(bad)
 
 
-async def test_firmware_gates(start_sim: StartSim, ca: LocalCA) -> None:
-    old = await start_sim(firmware_version="84.8.0.20")
-    mid = await start_sim(firmware_version="84.9.0.1")
+async def test_firmware_gates(start_yeastar: StartYeastar, ca: LocalCA) -> None:
+    old = await start_yeastar(firmware_version="84.8.0.20")
+    mid = await start_yeastar(firmware_version="84.9.0.1")
     async with make_client(old, ca) as client:
         info = await client.system_info()
     assert (info.firmware, info.supports_microsoft365) == ((84, 8, 0, 20), False)

@@ -1,10 +1,10 @@
-"""Fixtures for the simulator tests: one local CA per module, simulators over real HTTPS, and a small
+"""Fixtures for the simulator tests: simulators over real HTTPS (tests/conftest.py starts them), and a small
 raw Graph client (aiohttp) so tests see exact status codes, headers and bodies."""
 
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,43 +12,18 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 
-from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
-from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
+from simulators.entra import EntraSimulator
+from simulators.tls import LocalCA
+from tests.conftest import StartEntra
 
 GRAPH_DEFAULT_SCOPE = "https://graph.microsoft.com/.default"
-StartEntra = Callable[..., Awaitable[EntraSimulator]]
-
-
-@pytest.fixture(scope="module")
-def sim_ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    return load_or_create_local_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture(scope="module")
-def sim_server_ssl(sim_ca: LocalCA) -> ssl.SSLContext:
-    return server_ssl_context(sim_ca)
 
 
 @pytest.fixture
-async def https(sim_ca: LocalCA) -> AsyncIterator[aiohttp.ClientSession]:
-    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=sim_ca.ca_file))
+async def https(ca: LocalCA) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca.ca_file))
     async with aiohttp.ClientSession(connector=connector) as session:
         yield session
-
-
-@pytest.fixture
-async def start_entra(sim_server_ssl: ssl.SSLContext) -> AsyncIterator[StartEntra]:
-    """Start simulators with custom configs; all are stopped at the end of the test."""
-    running: list[EntraSimulator] = []
-
-    async def start(config: EntraSimConfig | None = None, **kwargs: Any) -> EntraSimulator:
-        sim = await start_entra_simulator(config or EntraSimConfig(), sim_server_ssl, **kwargs)
-        running.append(sim)
-        return sim
-
-    yield start
-    for sim in running:
-        await sim.stop()
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from simulators.clock import OffsetClock
 from simulators.entra import GRAPH_APP_ID, PROVISIONING_APP_ID, SIM_TENANT_ID, EntraSimConfig, EntraSimulator
 from simulators.entra.catalog import ROLE_BY_VALUE
 from simulators.tls import LocalCA, create_client_certificate
-from tests.simulators.conftest import GRAPH_DEFAULT_SCOPE, GraphSession, StartEntra
+from tests.conftest import StartEntra
+from tests.simulators.conftest import GRAPH_DEFAULT_SCOPE, GraphSession
 
 USER_READ_ALL = ROLE_BY_VALUE["User.Read.All"].id
 
@@ -103,9 +104,9 @@ async def test_openid_configuration_and_unknown_tenant(graph: GraphSession) -> N
     assert error["error_codes"] == [90002]
 
 
-async def test_msal_client_secret_token_records_sign_ins(graph: GraphSession, sim_ca: LocalCA) -> None:
+async def test_msal_client_secret_token_records_sign_ins(graph: GraphSession, ca: LocalCA) -> None:
     sim = graph.sim
-    result = await msal_client_token(sim, sim_ca, sim.config.provisioning_secret)
+    result = await msal_client_token(sim, ca, sim.config.provisioning_secret)
     assert result["token_type"] == "Bearer" and result["expires_in"] == 3599
     token = claims(result["access_token"])
     assert token["appid"] == PROVISIONING_APP_ID and token["tid"] == SIM_TENANT_ID and token["idtyp"] == "app"
@@ -117,7 +118,7 @@ async def test_msal_client_secret_token_records_sign_ins(graph: GraphSession, si
     assert success.error_code == 0 and success.credential_key_id == secret.key_id
     assert success.ip_address == "127.0.0.1" and success.event_type == "servicePrincipal"
 
-    failed = await msal_client_token(sim, sim_ca, "not-the-secret")
+    failed = await msal_client_token(sim, ca, "not-the-secret")
     assert failed["error"] == "invalid_client" and failed["error_codes"] == [7000215]
     newest = sim.state.sign_ins(PROVISIONING_APP_ID)[0]
     assert newest.error_code == 7000215 and newest.credential_key_id is None
@@ -133,7 +134,7 @@ async def test_msal_client_secret_token_records_sign_ins(graph: GraphSession, si
 
 
 async def test_msal_certificate_tokens(
-    start_entra: StartEntra, https: aiohttp.ClientSession, sim_ca: LocalCA, tmp_path: Path
+    start_entra: StartEntra, https: aiohttp.ClientSession, ca: LocalCA, tmp_path: Path
 ) -> None:
     cert = create_client_certificate(tmp_path, "provisioning")
     sim = await start_entra(EntraSimConfig(provisioning_certificate_pem=cert.cert_pem))
@@ -148,7 +149,7 @@ async def test_msal_certificate_tokens(
         {"private_key": private_key, "thumbprint": cert.thumbprint_sha1_hex},
         {"private_key": private_key, "public_certificate": cert.cert_pem.decode()},
     ):
-        result = await msal_client_token(sim, sim_ca, credential)
+        result = await msal_client_token(sim, ca, credential)
         assert "access_token" in result, result
         assert claims(result["access_token"])["appidacr"] == "2"
     assert [s.credential_key_id for s in sim.state.sign_ins(PROVISIONING_APP_ID)] == [key.key_id, key.key_id]
@@ -156,7 +157,7 @@ async def test_msal_certificate_tokens(
 
     stranger = create_client_certificate(tmp_path, "stranger")
     rejected = await msal_client_token(
-        sim, sim_ca, {"private_key": stranger.private_key_pem.decode(), "thumbprint": stranger.thumbprint_sha1_hex}
+        sim, ca, {"private_key": stranger.private_key_pem.decode(), "thumbprint": stranger.thumbprint_sha1_hex}
     )
     assert rejected["error"] == "invalid_client" and rejected["error_codes"] == [700027]
 
@@ -166,12 +167,12 @@ async def test_msal_certificate_tokens(
     )
     assert registered.status == 201 and registered.body["customKeyIdentifier"] == stranger.thumbprint_sha1_hex
     accepted = await msal_client_token(
-        sim, sim_ca, {"private_key": stranger.private_key_pem.decode(), "thumbprint": stranger.thumbprint_sha1_hex}
+        sim, ca, {"private_key": stranger.private_key_pem.decode(), "thumbprint": stranger.thumbprint_sha1_hex}
     )
     assert "access_token" in accepted
 
 
-async def test_device_code_flow_with_msal(graph: GraphSession, sim_ca: LocalCA) -> None:
+async def test_device_code_flow_with_msal(graph: GraphSession, ca: LocalCA) -> None:
     sim = graph.sim
     # MSAL's constructor fetches the discovery document: keep it off the event loop serving it.
     public = await asyncio.to_thread(
@@ -179,7 +180,7 @@ async def test_device_code_flow_with_msal(graph: GraphSession, sim_ca: LocalCA) 
         PROVISIONING_APP_ID,
         authority=sim.authority,
         instance_discovery=False,
-        http_client=msal_session(sim_ca),
+        http_client=msal_session(ca),
     )
     flow = await asyncio.to_thread(public.initiate_device_flow, scopes=[GRAPH_DEFAULT_SCOPE])
     assert flow["expires_in"] == 900 and flow["verification_uri"] == f"{sim.url}/devicelogin"

@@ -19,18 +19,14 @@ from simulators.clock import OffsetClock
 from simulators.entra.seed import ADMIN_UPN
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
+from tests.conftest import StartYeastar
 
 UA = {"User-Agent": "OpenAPI"}
 
 
-# sim_server_ssl and https (a session trusting the local CA) come from tests/simulators/conftest.py.
-
-
 @pytest.fixture
-async def sim(sim_server_ssl: ssl.SSLContext) -> AsyncIterator[YeastarSimulator]:
-    sim = await start_yeastar_simulator(YeastarSimConfig(extensions=7), sim_server_ssl, clock=OffsetClock())
-    yield sim
-    await sim.stop()
+async def sim(start_yeastar: StartYeastar) -> YeastarSimulator:
+    return await start_yeastar(extensions=7)
 
 
 async def call(http: aiohttp.ClientSession, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
@@ -152,10 +148,10 @@ async def test_extension_list_pages(sim: YeastarSimulator, https: aiohttp.Client
 
 
 async def test_state_survives_a_restart_without_a_plaintext_secret(
-    sim_server_ssl: ssl.SSLContext, https: aiohttp.ClientSession, tmp_path: Path
+    server_ssl: ssl.SSLContext, https: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     config = YeastarSimConfig(state_file=tmp_path / "yeastar.json")
-    first = await start_yeastar_simulator(config, sim_server_ssl)
+    first = await start_yeastar_simulator(config, server_ssl)
     try:
         token = await login(https, first)
         saved = {"client_id": "app-id", "tenant_id": "tenant-id", "client_secret": "portal-secret-value"}
@@ -169,7 +165,7 @@ async def test_state_survives_a_restart_without_a_plaintext_secret(
     assert "portal-secret-value" not in stored and token["access_token"] not in stored
     assert (tmp_path / "yeastar.json").stat().st_mode & 0o077 == 0
 
-    second = await start_yeastar_simulator(config, sim_server_ssl)
+    second = await start_yeastar_simulator(config, server_ssl)
     try:
         assert second.state.portal.secret == "portal-secret-value"
         assert second.state.valid_access_tokens(await second.clock.now()) == 1
@@ -356,10 +352,10 @@ async def test_sign_in_preconditions(sims: RunningSimulators, sims_http: aiohttp
 
 
 async def test_old_firmware_cannot_consent_for_the_organization(
-    sim_server_ssl: ssl.SSLContext, https: aiohttp.ClientSession
+    server_ssl: ssl.SSLContext, https: aiohttp.ClientSession
 ) -> None:
     config = YeastarSimConfig(firmware_version="84.9.0.1", entra_url="https://localhost:9")
-    sim = await start_yeastar_simulator(config, sim_server_ssl)
+    sim = await start_yeastar_simulator(config, server_ssl)
     try:
         url = f"{sim.url}/_sim/portal/microsoft365"
         saved = {"client_id": "a", "tenant_id": "t", "client_secret": "s"}
