@@ -288,10 +288,7 @@ class ProvisioningActivities:
         """Sign in as the new app until Entra accepts the brand-new secret (replication takes seconds)."""
         secret = await self._stored_secret(req.integration_id, req.key_id)
         tokens = self._token_provider_for_app(req.tenant_id, req.client_id, secret)
-        try:
-            waited = await tokens.prove_secret_works(timeout=req.timeout.total_seconds())
-        finally:
-            tokens.close()
+        waited = await tokens.prove_secret_works(timeout=req.timeout.total_seconds())
         log.info("new client secret works", key_id=req.key_id, waited_seconds=round(waited, 1))
         return ProveSecretResult(waited_seconds=waited, attempt=_attempt())
 
@@ -312,11 +309,8 @@ class ProvisioningActivities:
 
         secret = await self._stored_secret(req.integration_id, req.key_id)
         tokens = self._token_provider_for_app(app.tenant_id, app.client_id, secret)
-        try:
-            async with self._graph_client(tokens) as as_app:
-                users = await as_app.list_users(top=1, max_items=1)
-        finally:
-            tokens.close()
+        async with self._graph_client(tokens) as as_app:
+            users = await as_app.list_users(top=1, max_items=1)
 
         extensions = None
         if req.check_yeastar:

@@ -11,6 +11,7 @@ which is why a brand-new secret is proven with a fresh application per attempt
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import threading
 import time
@@ -76,18 +77,64 @@ def _public_der(key: Any) -> bytes:
     return bytes(key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
-class _TimeoutSession(requests.Session):
-    """requests has no session-wide timeout; MSAL passes none when given its own http_client."""
+# OIDC discovery answers reused across applications for as long as MSAL's own http_cache keeps them.
+_DISCOVERY_TTL_SECONDS = 24 * 3600.0
+_discovery_lock = threading.Lock()
+_discovery: dict[str, tuple[float, requests.Response]] = {}
 
-    def __init__(self, timeout: float, ca_bundle: Path | None) -> None:
-        super().__init__()
+
+@functools.cache
+def _login_session(ca_bundle: Path | None) -> requests.Session:
+    """One pooled session per CA bundle for the whole process: every app's token requests reuse its
+    TLS connections to the login host instead of a handshake per new application."""
+    session = requests.Session()
+    session.trust_env = False  # no proxy or CA bundle from the environment: loopback / explicit only
+    session.verify = str(ca_bundle) if ca_bundle else True
+    return session
+
+
+class _MsalHttp:
+    """MSAL's ``http_client`` for one provider: the shared session with a timeout (MSAL passes none
+    to a client it is given), remembering this thread's last status and Retry-After, and answering
+    repeated OIDC discovery from memory (each new application would fetch it again)."""
+
+    def __init__(self, ca_bundle: Path | None, timeout: float) -> None:
+        self._session = _login_session(ca_bundle)
         self._timeout = timeout
-        self.trust_env = False  # no proxy or CA bundle from the environment: loopback / explicit only
-        self.verify = str(ca_bundle) if ca_bundle else True
+        self._last = threading.local()
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        if not url.endswith("/.well-known/openid-configuration") or kwargs.get("params"):
+            return self._send("GET", url, kwargs)
+        with _discovery_lock:
+            expires, cached = _discovery.get(url, (0.0, None))
+        if cached is not None and time.monotonic() < expires:
+            return cached
+        response = self._send("GET", url, kwargs)
+        if response.status_code == 200:
+            with _discovery_lock:
+                _discovery[url] = (time.monotonic() + _DISCOVERY_TTL_SECONDS, response)
+        return response
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self._send("POST", url, kwargs)
+
+    def close(self) -> None:
+        """MSAL may close its client; the pooled session outlives every application."""
+
+    def _send(self, method: str, url: str, kwargs: dict[str, Any]) -> requests.Response:
         kwargs.setdefault("timeout", self._timeout)
-        return super().request(*args, **kwargs)
+        response = self._session.request(method, url, **kwargs)
+        self._last.value = (response.status_code, response.headers.get("Retry-After"))
+        return response
+
+    def forget_last(self) -> None:
+        self._last.value = None
+
+    def last_seen(self) -> tuple[int | None, str | None]:
+        """Status and Retry-After of this thread's last HTTP response (None: MSAL answered from cache)."""
+        seen: tuple[int, str | None] | None = getattr(self._last, "value", None)
+        return seen or (None, None)
 
 
 class MsalTokenProvider:
@@ -113,9 +160,7 @@ class MsalTokenProvider:
         self._scope = f"{graph_base_url.rstrip('/')}/.default"
         self._instance_discovery = instance_discovery
         self._retry = retry
-        self._session = _TimeoutSession(timeout, ca_bundle)
-        self._session.hooks["response"].append(self._remember_response)
-        self._last_response = threading.local()  # per worker thread: status + Retry-After seen
+        self._http = _MsalHttp(ca_bundle, timeout)
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
         # The last token and the time.monotonic() until which it is reused without asking MSAL:
@@ -213,13 +258,10 @@ class MsalTokenProvider:
             raise exc.__cause__ from None
         return clock() - started
 
-    def close(self) -> None:
-        self._session.close()
-
     # --- worker-thread side -------------------------------------------------------------------
 
     def _build_app(self) -> msal.ConfidentialClientApplication:
-        self._last_response.value = None
+        self._http.forget_last()
         credential: str | dict[str, str] = (
             self._credential.get_secret_value()
             if isinstance(self._credential, SecretStr)
@@ -234,7 +276,7 @@ class MsalTokenProvider:
                 client_credential=credential,
                 authority=self._authority,
                 instance_discovery=self._instance_discovery,
-                http_client=self._session,
+                http_client=self._http,
             )
         except requests.RequestException as exc:
             raise _transport_error(exc, "OIDC discovery") from None
@@ -246,19 +288,14 @@ class MsalTokenProvider:
                 f"OIDC discovery failed for authority {self._authority}", code="authority_discovery_failed"
             ) from None
 
-    def _remember_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        self._last_response.value = (response.status_code, response.headers.get("Retry-After"))
-
     def _seen(self) -> tuple[int | None, str | None]:
-        """Status and Retry-After of this thread's last HTTP response (None: MSAL answered from cache)."""
-        seen: tuple[int, str | None] | None = getattr(self._last_response, "value", None)
-        return seen or (None, None)
+        return self._http.last_seen()
 
     def _acquire(self, app: msal.ConfidentialClientApplication) -> str:
         wait = self._replay_until - time.monotonic()
         if wait > 0:
             raise Throttled("token endpoint asked to wait (MSAL would replay its answer)", retry_after=wait)
-        self._last_response.value = None
+        self._http.forget_last()
         try:
             result: dict[str, Any] = app.acquire_token_for_client(scopes=[self._scope])
         except requests.RequestException as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,11 +101,9 @@ def provisioning_graph(
 
 
 @pytest.fixture
-def provider(sim: EntraSimulator, ca: LocalCA) -> Iterator[MsalTokenProvider]:
+def provider(sim: EntraSimulator, ca: LocalCA) -> MsalTokenProvider:
     """The provisioning identity, built the way the worker builds it."""
-    token_provider = MsalTokenProvider.from_settings(entra_settings(sim, ca))
-    yield token_provider
-    token_provider.close()
+    return MsalTokenProvider.from_settings(entra_settings(sim, ca))
 
 
 @pytest.fixture

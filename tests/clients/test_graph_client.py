@@ -414,7 +414,6 @@ async def test_sign_ins_show_the_credential_a_client_used(graph: GraphClient, si
     assert await graph.list_service_principal_sign_ins(app.app_id) == []
     consumer = app_provider(sim, ca, app.app_id, new.secret_text)
     await consumer.token()
-    consumer.close()
     [sign_in] = await graph.list_service_principal_sign_ins(app.app_id, since=before_use)
     assert (sign_in.app_id, sign_in.service_principal_credential_key_id) == (app.app_id, new.key_id)
     assert sign_in.status.error_code == 0

@@ -114,7 +114,6 @@ async def test_certificate_credential_signs_in(start_entra: StartEntra, ca: Loca
     assert graph_sp.app_roles
     [sign_in] = sim.state.sign_ins(sim.config.provisioning_client_id)
     assert (sign_in.credential_type, sign_in.credential_thumbprint) == ("certificate", certificate.thumbprint_sha1_hex)
-    provider.close()
 
 
 def test_certificate_file_thumbprint_and_checks(tmp_path: Path) -> None:
@@ -179,7 +178,6 @@ async def test_new_secret_is_proven_after_replication(
     # The proven application is kept: the next token comes from its cache.
     await provider.token()
     assert token_requests(sim, new.app_id) == len(sign_ins)
-    provider.close()
 
 
 async def test_secret_that_never_works_raises_after_timeout(start_entra: StartEntra, ca: LocalCA) -> None:
@@ -217,6 +215,8 @@ class StubLogin:
     url: str = ""
     answers: list[web.Response] = field(default_factory=list)
     token_hits: int = 0
+    discovery_hits: int = 0
+    connections: set[int] = field(default_factory=set)  # client ports seen: one per TLS connection
 
 
 @pytest.fixture
@@ -224,6 +224,7 @@ async def stub_login(ca: LocalCA) -> AsyncIterator[StubLogin]:
     stub = StubLogin()
 
     async def discovery(request: web.Request) -> web.Response:
+        stub.discovery_hits += 1
         base = f"{stub.url}/{STUB_TENANT}"
         return web.json_response(
             {
@@ -235,6 +236,8 @@ async def stub_login(ca: LocalCA) -> AsyncIterator[StubLogin]:
 
     async def token(request: web.Request) -> web.Response:
         stub.token_hits += 1
+        assert request.transport is not None
+        stub.connections.add(request.transport.get_extra_info("peername")[1])
         return stub.answers.pop(0)
 
     app = web.Application()
@@ -250,10 +253,10 @@ async def stub_login(ca: LocalCA) -> AsyncIterator[StubLogin]:
     await runner.cleanup()
 
 
-def stub_provider(stub: StubLogin, ca: LocalCA) -> MsalTokenProvider:
+def stub_provider(stub: StubLogin, ca: LocalCA, client_id: str = UNKNOWN_APP_ID) -> MsalTokenProvider:
     return MsalTokenProvider(
         STUB_TENANT,
-        UNKNOWN_APP_ID,
+        client_id,
         SecretStr("secret"),
         authority_host=stub.url,
         graph_base_url=stub.url,
@@ -286,3 +289,17 @@ async def test_token_endpoint_5xx_is_transient(stub_login: StubLogin, ca: LocalC
     with pytest.raises(Transient) as caught:
         await stub_provider(stub_login, ca).token()
     assert caught.value.status == 503
+
+
+async def test_new_applications_share_discovery_and_connections(stub_login: StubLogin, ca: LocalCA) -> None:
+    """Each integration signs in as its own new app: those sign-ins reuse the OIDC discovery answer and
+    the pooled TLS connection instead of paying for both again."""
+    apps = [f"00000000-0000-4000-8000-00000000010{n}" for n in range(3)]
+    for n, client_id in enumerate(apps):
+        stub_login.answers.append(
+            web.json_response({"access_token": f"token-{n}", "token_type": "Bearer", "expires_in": 3599})
+        )
+        assert await stub_provider(stub_login, ca, client_id).token() == f"token-{n}"
+    assert stub_login.token_hits == 3
+    assert stub_login.discovery_hits <= 1  # none if an earlier test in this process fetched it already
+    assert len(stub_login.connections) == 1
