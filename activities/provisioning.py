@@ -3,8 +3,8 @@ check, as activities over Microsoft Graph. Every one is idempotent: it reads fir
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime
 
 import structlog
@@ -68,10 +68,19 @@ class ProvisioningActivities:
         self._settings = settings
         self._secrets = secrets
         self._graphs: dict[str, GraphClient] = {}
+        self._pbx: YeastarClient | None = None
 
     async def close(self) -> None:
         for graph in self._graphs.values():
             await graph.close()
+        if self._pbx is not None:
+            # Revoking the PBX token is a courtesy (it expires within 30 minutes anyway): an
+            # unresponsive PBX must not hold up the worker's shutdown.
+            try:
+                async with asyncio.timeout(5):
+                    await self._pbx.close()
+            except (TimeoutError, ApiError) as exc:
+                log.warning("could not revoke the PBX API token; it expires on its own", error=str(exc) or "timed out")
 
     def _graph(self, tenant_id: str) -> GraphClient:
         if tenant_id not in self._graphs:
@@ -96,12 +105,18 @@ class ProvisioningActivities:
             instance_discovery=entra.instance_discovery,
         )
 
-    @contextlib.asynccontextmanager
-    async def _yeastar(self) -> AsyncIterator[YeastarClient]:
-        pbx = self._settings.yeastar
-        assert pbx.base_url and pbx.client_id and pbx.client_secret, "checked by YeastarSettings"
-        async with YeastarClient(pbx.base_url, pbx.client_id, pbx.client_secret, pbx.ca_bundle) as client:
-            yield client
+    async def _yeastar(self) -> YeastarClient:
+        """One client for the worker's lifetime: one PBX API token (refreshed as it nears expiry)
+        instead of a login and logout per step, well inside the PBX's limit of 8 tokens. After the
+        PBX refused the credentials, the next step (the operator's retry) gets one fresh login."""
+        if self._pbx is not None and self._pbx.refused:
+            await self._pbx.close()
+            self._pbx = None
+        if self._pbx is None:
+            pbx = self._settings.yeastar
+            assert pbx.base_url and pbx.client_id and pbx.client_secret, "checked by YeastarSettings"
+            self._pbx = YeastarClient(pbx.base_url, pbx.client_id, pbx.client_secret, pbx.ca_bundle)
+        return self._pbx
 
     async def _stored_secret(self, integration_id: str, key_id: str) -> SecretStr:
         try:
@@ -156,8 +171,8 @@ class ProvisioningActivities:
                 lifetime = max_lifetime
         firmware = None
         if req.check_yeastar:
-            async with self._yeastar() as pbx:
-                firmware = (await pbx.system_info()).firmware_version
+            pbx = await self._yeastar()
+            firmware = (await pbx.system_info()).firmware_version
             if parse_firmware(firmware) < MIN_FIRMWARE:
                 raise blocking(
                     "FirmwareTooOld",
@@ -314,8 +329,8 @@ class ProvisioningActivities:
 
         extensions = None
         if req.check_yeastar:
-            async with self._yeastar() as pbx:
-                extensions = await pbx.extension_count()
+            pbx = await self._yeastar()
+            extensions = await pbx.extension_count()
         if missing:
             raise blocking(
                 "PermissionsMissing",

@@ -155,6 +155,11 @@ class YeastarClient:
             if self._own_session and self._session is not None:
                 await self._session.close()
 
+    @property
+    def refused(self) -> bool:
+        """The PBX rejected these credentials: this client will not log in again (IP-block guard)."""
+        return self._auth_failure is not None
+
     # --- public API ---------------------------------------------------------------------------
 
     async def system_info(self) -> SystemInfo:

@@ -78,6 +78,9 @@ async def test_happy_path_reaches_connected_with_one_of_everything(ts: Harness) 
     assert [p.key_id for p in app.password_credentials] == [status.secret.key_id]
     assert status.app.service_principal_id is not None
     assert len(entra.app_role_assignments(status.app.service_principal_id)) == len(REQUIRED_GRAPH_PERMISSIONS)
+    # Preflight and verification shared one PBX API token, revoked when the worker stopped.
+    pbx_tokens = ts.sims.yeastar.state.counters
+    assert (pbx_tokens.issued, pbx_tokens.deleted) == (1, 1)
 
 
 async def test_redirect_uris_by_update_and_validator_rejects_bad_ones(ts: Harness) -> None:
@@ -133,6 +136,26 @@ async def test_blocked_by_policy_then_retry_resumes(ts: Harness) -> None:
     assert status.secret is not None and status.connected_at is not None
     assert timedelta(days=89) < status.secret.expires_at - status.connected_at < timedelta(days=91)
     assert any("clamped from 180 to 90 days" in w for w in status.warnings)
+
+
+async def test_refused_pbx_login_blocks_and_retry_logs_in_once_more(ts: Harness) -> None:
+    pbx = ts.sims.yeastar.state
+    configured = pbx.api_client_secret
+    pbx.api_client_secret = "regenerated-on-the-pbx"  # someone reset the API password in the PBX portal
+    async with ts.worker():
+        onboard = ts.onboard_input("pbx-refused", redirect_uris=await portal_redirect_uris(ts), yeastar_configured=True)
+        handle = await ts.start(onboard)
+        status = await wait_for_phase(handle, Phase.BLOCKED)
+        assert status.blocked is not None
+        assert (status.blocked.step, status.blocked.error_type) == (Step.PREFLIGHT, "YeastarAuthFailed")
+        assert "5 failed logins" in status.blocked.fix
+        assert pbx.counters.auth_failures == 1  # not retried on its own: 5 failures block the worker's IP
+
+        pbx.api_client_secret = configured  # the admin puts back the password this service was given
+        await handle.signal(IntegrationWorkflow.retry)
+        status = await connect_pbx_as_human(ts, handle)
+    assert status.phase == Phase.CONNECTED
+    assert (pbx.counters.auth_failures, pbx.counters.issued) == (1, 1)
 
 
 async def test_missing_provisioning_permission_names_it(ts_env: WorkflowEnvironment, tmp_path: Path) -> None:
