@@ -340,20 +340,15 @@ async def cmd_rotate(client: Client, settings: Settings, args: argparse.Namespac
         raise UserError(f"a rotation is already in progress ({status.rotation.workflow_id}, {status.rotation.stage})")
     if status.phase != Phase.CONNECTED:
         raise UserError(f"{args.integration_id} is {status.phase}; only a Connected integration can rotate")
-    try:
-        await client.get_schedule_handle(schedule_id_for(args.integration_id)).trigger()
-        how = f"triggered schedule {schedule_id_for(args.integration_id)}"
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        # No schedule (disabled, or a server without schedules): start the rotation directly.
-        handle = await client.start_workflow(
-            SecretRotationWorkflow.run,
-            args=[RotationRequest(integration_id=args.integration_id, reason="manual"), None],
-            id=f"{schedule_id_for(args.integration_id)}-manual-{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
-            task_queue=settings.temporal.task_queue,
-        )
-        how = f"started {handle.id}"
+    # Started directly rather than by triggering the schedule, so it shows as "manual" (a schedule can
+    # only pass its own arguments); the integration refuses a second rotation running at once anyway.
+    handle = await client.start_workflow(
+        SecretRotationWorkflow.run,
+        args=[RotationRequest(integration_id=args.integration_id, reason="manual"), None],
+        id=f"{schedule_id_for(args.integration_id)}-manual-{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
+        task_queue=settings.temporal.task_queue,
+    )
+    how = f"started {handle.id}"
     print(f"Rotation of {args.integration_id}: {how}. Follow it with: python starter.py status {args.integration_id}")
 
 

@@ -77,9 +77,10 @@ async def test_schedule_rotates_and_survives_a_killed_worker(dev_env: WorkflowEn
                 done["phase"] == "Connected" and done["secret"]["key_id"] == first["rotation"]["new_secret"]["key_id"]
             )
 
-            # While paused, `rotate` still triggers one now.
-            assert "triggered schedule" in operator.run("rotate", ID).stdout
-            second = await operator.wait_for(ID, waiting_for_pbx, "the triggered rotation")
+            # While paused, `rotate` still starts one now.
+            assert f"started rotation-{ID}-manual-" in operator.run("rotate", ID).stdout
+            second = await operator.wait_for(ID, waiting_for_pbx, "the manual rotation")
+            assert second["rotation"]["reason"] == "manual"
             failed = operator.run("rotate", ID, expect=2)
             assert "already in progress" in failed.stderr
             await paste(operator, sims, second, pending=True)
