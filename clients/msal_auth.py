@@ -194,7 +194,7 @@ class MsalTokenProvider:
         return f"MsalTokenProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
 
     async def token(self) -> str:
-        """An access token; MSAL's cache returns the same one until shortly before it expires."""
+        """An access token: the last one until 5 minutes before it expires, then MSAL's answer."""
         fresh = self._fresh
         if fresh is not None and time.monotonic() < fresh[1]:
             return fresh[0]
@@ -281,15 +281,12 @@ class MsalTokenProvider:
         except requests.RequestException as exc:
             raise _transport_error(exc, "OIDC discovery") from None
         except MsalServiceError:  # discovery answered 5xx
-            raise Transient("OIDC discovery failed", status=self._seen()[0]) from None
+            raise Transient("OIDC discovery failed", status=self._http.last_seen()[0]) from None
         except ValueError:
             # MSAL's ValueError here means OIDC discovery answered 4xx: wrong authority or tenant.
             raise AuthenticationFailed(
                 f"OIDC discovery failed for authority {self._authority}", code="authority_discovery_failed"
             ) from None
-
-    def _seen(self) -> tuple[int | None, str | None]:
-        return self._http.last_seen()
 
     def _acquire(self, app: msal.ConfidentialClientApplication) -> str:
         wait = self._replay_until - time.monotonic()
@@ -307,7 +304,7 @@ class MsalTokenProvider:
             lifetime = float(result.get("expires_in", 0))
             self._fresh = (token, time.monotonic() + lifetime - _REUSE_MARGIN_SECONDS)
             return token
-        status, retry_after = self._seen()
+        status, retry_after = self._http.last_seen()
         self._note_replay(status, retry_after)
         raise _result_error(result, status, retry_after)
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from common.files import write_private
 from common.logging import configure_logging
 from simulators.clock import OffsetClock
-from simulators.entra.server import EntraSimConfig, EntraSimulator, start_entra_simulator
+from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import entra_env, running_simulators, yeastar_env
 from simulators.tls import load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator

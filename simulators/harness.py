@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulators.clock import Clock, OffsetClock
-from simulators.entra.server import EntraSimConfig, EntraSimulator, start_entra_simulator
+from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 

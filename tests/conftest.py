@@ -27,7 +27,7 @@ from common.dev_server import temporal_cli, test_server_binary
 from common.settings import Settings, load_settings
 from common.temporal import data_converter
 from simulators.clock import CallableClock, Clock, OffsetClock
-from simulators.entra.server import EntraSimConfig, EntraSimulator, start_entra_simulator
+from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator

@@ -12,8 +12,8 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from simulators.entra import EntraSimConfig
 from simulators.entra.seed import ADMIN_UPN
-from simulators.entra.server import EntraSimConfig
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.human import PortalHuman
 from tests.operator import Operator, operator_env, start_worker

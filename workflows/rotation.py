@@ -89,16 +89,7 @@ class SecretRotationWorkflow:
             if carry.cutover_evidence is None:
                 await self._verify_cutover(carry)
             await self._set_stage(carry, RotationStage.REMOVING_OLD_SECRET, card=None)
-            await run_activity(
-                activity.REMOVE_CLIENT_SECRET,
-                RemoveSecretInput(
-                    integration_id=carry.plan.integration_id,
-                    tenant_id=carry.plan.app.tenant_id,
-                    application_object_id=carry.plan.app.application_object_id,
-                    key_id=carry.plan.current.key_id,
-                ),
-                ActivityResult,
-            )
+            await self._remove_secret(carry, carry.plan.current.key_id)
         except ActivityError as err:
             return await self._abandon(carry, err)
         carry.finished_at = workflow.now()
@@ -280,21 +271,24 @@ class SecretRotationWorkflow:
         handle = workflow.get_external_workflow_handle(workflow_id_for(carry.plan.integration_id))
         await handle.signal(signal, status)
 
+    async def _remove_secret(self, carry: RotationCarry, key_id: str) -> None:
+        await run_activity(
+            activity.REMOVE_CLIENT_SECRET,
+            RemoveSecretInput(
+                integration_id=carry.plan.integration_id,
+                tenant_id=carry.plan.app.tenant_id,
+                application_object_id=carry.plan.app.application_object_id,
+                key_id=key_id,
+            ),
+            ActivityResult,
+        )
+
     async def _abandon(self, carry: RotationCarry, err: ActivityError) -> RotationStatus:
         """A step failed for good. Before the PBX has the new secret, remove the unused new one; after,
         never remove anything (the PBX may be using either)."""
         if carry.new_secret is not None and carry.pbx_updated_at is None:
             try:
-                await run_activity(
-                    activity.REMOVE_CLIENT_SECRET,
-                    RemoveSecretInput(
-                        integration_id=carry.plan.integration_id,
-                        tenant_id=carry.plan.app.tenant_id,
-                        application_object_id=carry.plan.app.application_object_id,
-                        key_id=carry.new_secret.key_id,
-                    ),
-                    ActivityResult,
-                )
+                await self._remove_secret(carry, carry.new_secret.key_id)
                 carry.new_secret = None
             except ActivityError:
                 pass  # left in place; the status says so below

@@ -22,7 +22,6 @@ from aiohttp import web
 
 from simulators.clock import Clock, OffsetClock
 from simulators.entra.admin import add_admin_routes
-from simulators.entra.catalog import GRAPH_APP_ID, PROVISIONING_APP_ID, SIM_TENANT_ID
 from simulators.entra.config import EntraSimConfig
 from simulators.entra.context import CTX_KEY, NOW_KEY, REQUEST_ID_KEY, SimContext
 from simulators.entra.errors import AdminError, DropConnection, GraphError, OAuthError
@@ -34,14 +33,7 @@ from simulators.entra.seed import new_state, reconcile_provisioning_app
 from simulators.entra.state import EntraState, RequestRecord
 from simulators.entra.tokens import authenticate
 
-__all__ = [
-    "GRAPH_APP_ID",
-    "PROVISIONING_APP_ID",
-    "SIM_TENANT_ID",
-    "EntraSimConfig",
-    "EntraSimulator",
-    "start_entra_simulator",
-]
+__all__ = ["EntraSimulator", "start_entra_simulator"]
 
 log = logging.getLogger("simulators.entra")
 

@@ -12,8 +12,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from common.secret_store import LocalSecretStore
 from simulators.clock import CallableClock
+from simulators.entra import EntraSimConfig
 from simulators.entra.seed import ADMIN_UPN
-from simulators.entra.server import EntraSimConfig
 from simulators.human import PortalHuman
 from tests.conftest import Harness, harness_for, record_history, wait_for_phase
 from workflows.integration import IntegrationWorkflow
