@@ -31,12 +31,12 @@ from temporalio.client import Client
 from common.dev_server import dev_server_command
 from common.settings import load_settings
 from common.temporal import connect, exit_process
+from models.integration import IntegrationStatus, Phase, RotationStage, workflow_id_for
 from notifications.message import Notification
 from notifications.receiver import WebhookReceiver
 from simulators.entra.seed import ADMIN_UPN
 from simulators.human import PortalHuman
 from workflows.integration import IntegrationWorkflow
-from workflows.models import IntegrationStatus, Phase, RotationStage, workflow_id_for
 
 ROOT = Path(__file__).resolve().parent
 DEMO_DIR = ROOT / ".data" / "demo"

@@ -24,8 +24,9 @@ import base64
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -37,27 +38,24 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.rotation import schedule_id_for
 from common import search_attributes
 from common.dev_server import dev_server_command
 from common.secret_store import LocalSecretStore, SecretNotFound
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, exit_process
-from workflows.integration import IntegrationWorkflow
-from workflows.models import (
+from models.integration import (
     ConsentConfirmation,
     IntegrationStatus,
-    LifecycleOptions,
     OnboardInput,
     Phase,
     RedirectUris,
     RotationRequest,
-    RotationStage,
     StepState,
+    schedule_id_for,
     validate_integration_id,
     workflow_id_for,
 )
-from workflows.rotation import SecretRotationWorkflow
+from workflows.integration import IntegrationWorkflow
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
@@ -133,16 +131,23 @@ def render_status(status: IntegrationStatus) -> str:
             )
         if r.message:
             lines.append(f"  {r.message}")
+        if r.warning:
+            lines.append(f"  warning: {r.warning}")
     elif status.last_rotation and status.last_rotation.finished_at:
         r = status.last_rotation
         lines.append(f"Last rotation:        {r.stage} at {r.finished_at:%Y-%m-%d %H:%M} UTC: {r.message}")
         if r.cutover_evidence:
             lines.append(f"  cut-over evidence:  {r.cutover_evidence}")
+    for key in status.retired_keys:
+        lines.append(f"Old key to remove:    {key.key_id} ({key.hint}…, expires {key.expires_at:%Y-%m-%d} UTC)")
+    if status.next_check_at and status.phase == Phase.CONNECTED:
+        lines.append(f"Next daily check:     {status.next_check_at:%Y-%m-%d %H:%M} UTC")
     for warning in status.warnings:
         lines.append(f"Warning: {warning}")
     card = status.pending_human_action
     if card:
-        lines += ["", f"Next: {card.title}"]
+        since = f" (waiting since {status.pending_since:%Y-%m-%d %H:%M} UTC)" if status.pending_since else ""
+        lines += ["", f"Next: {card.title}{since}"]
         lines += [f"  {i}. {step}" for i, step in enumerate(card.steps, 1)]
         lines += [f"  {name}: {value}" for name, value in card.values.items()]
         lines += [f"  $ {command}" for command in card.commands]
@@ -184,14 +189,14 @@ async def cmd_onboard(client: Client, settings: Settings, args: argparse.Namespa
     tenant = args.tenant or settings.entra.tenant_id
     if tenant is None:
         raise UserError("no tenant: pass --tenant or set YEC_ENTRA__TENANT_ID")
-    lifetime_days = args.secret_lifetime_days or settings.secret_lifetime_days
+    lifetime_days = args.secret_lifetime_days
     onboard = OnboardInput(
         integration_id=args.integration_id,
         tenant_id=tenant,
         display_name=args.display_name,
         redirect_uris=uris,
         yeastar_configured=settings.yeastar.configured,
-        options=options_from_settings(settings, lifetime_days),
+        options=settings.lifecycle_options(lifetime_days),
     )
     handle = await client.start_workflow(
         IntegrationWorkflow.run,
@@ -214,20 +219,6 @@ async def cmd_onboard(client: Client, settings: Settings, args: argparse.Namespa
         await watch(client, onboard.integration_id, as_json=False, until=TERMINAL_WATCH_PHASES)
     else:
         print(render_status(await _query_status(client, onboard.integration_id)))
-
-
-def options_from_settings(settings: Settings, lifetime_days: int) -> LifecycleOptions:
-    """Settings captured into the workflow at start, so a running one is unaffected by later edits."""
-    return LifecycleOptions(
-        secret_lifetime=timedelta(days=lifetime_days),
-        reminder_offsets=[timedelta(days=d) for d in settings.reminder_offsets_days],
-        escalate_after_reminders=settings.escalate_after_reminders,
-        human_reminder_interval=settings.human_reminder_interval,
-        rotation_interval=settings.rotation_interval,
-        sign_in_poll_interval=settings.sign_in_poll_interval,
-        sign_in_settle_time=settings.sign_in_settle_time,
-        cutover_grace_period=settings.cutover_grace_period,
-    )
 
 
 async def watch(client: Client, integration_id: str, *, as_json: bool, until: set[Phase] | None) -> None:
@@ -284,22 +275,24 @@ async def cmd_redirect_uris(client: Client, settings: Settings, args: argparse.N
     uris = RedirectUris(redirect_uri=args.redirect_uri, sso_redirect_uri=args.sso_redirect_uri)
     if problems := uris.problems():
         raise UserError("; ".join(problems))
-    await _query_status(client, args.integration_id)  # a clear error if the integration doesn't exist
-    handle = await _handle(client, args.integration_id)
-    try:
-        status = await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, uris)
-    except WorkflowUpdateFailedError as exc:
-        raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
-    print(render_status(status))
+    print(render_status(await _update(client, args.integration_id, IntegrationWorkflow.submit_redirect_uris, uris)))
 
 
 async def cmd_consent(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    status = await _query_status(client, args.integration_id)
-    if status.phase != Phase.WAITING_FOR_CONSENT:
-        print(f"note: the integration is in phase {status.phase}; the confirmation is kept until it is needed.")
-    handle = await _handle(client, args.integration_id)
-    await handle.signal(IntegrationWorkflow.consent_completed, ConsentConfirmation(confirmed_by=args.by))
+    await _update(
+        client, args.integration_id, IntegrationWorkflow.confirm_consent, ConsentConfirmation(confirmed_by=args.by)
+    )
     print(f"Consent confirmed for {args.integration_id}; the service now verifies the connection.")
+
+
+async def _update(client: Client, integration_id: str, update: Any, arg: Any) -> Any:
+    """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
+    await _query_status(client, integration_id)  # a clear error if the integration doesn't exist
+    handle = await _handle(client, integration_id)
+    try:
+        return await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as exc:
+        raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
 
 
 async def cmd_retry(client: Client, settings: Settings, args: argparse.Namespace) -> None:
@@ -335,31 +328,19 @@ async def cmd_secret(client: Client, settings: Settings, args: argparse.Namespac
 
 
 async def cmd_rotate(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    status = await _query_status(client, args.integration_id)
-    if status.rotation is not None:
-        raise UserError(f"a rotation is already in progress ({status.rotation.workflow_id}, {status.rotation.stage})")
-    if status.phase != Phase.CONNECTED:
-        raise UserError(f"{args.integration_id} is {status.phase}; only a Connected integration can rotate")
-    # Started directly rather than by triggering the schedule, so it shows as "manual" (a schedule can
-    # only pass its own arguments); the integration refuses a second rotation running at once anyway.
-    handle = await client.start_workflow(
-        SecretRotationWorkflow.run,
-        args=[RotationRequest(integration_id=args.integration_id, reason="manual"), None],
-        id=f"{schedule_id_for(args.integration_id)}-manual-{datetime.now(UTC):%Y%m%dT%H%M%SZ}",
-        task_queue=settings.temporal.task_queue,
+    # Asked of the integration, which runs every rotation as its own child workflow and refuses a
+    # second one while one runs (the schedule keeps its own cadence; this shows as "manual").
+    request = RotationRequest(integration_id=args.integration_id, request_id=f"manual-{uuid.uuid4()}", reason="manual")
+    rotation_id = await _update(client, args.integration_id, IntegrationWorkflow.rotate_now, request)
+    print(
+        f"Rotation of {args.integration_id}: starting {rotation_id}. "
+        f"Follow it with: python starter.py status {args.integration_id}"
     )
-    how = f"started {handle.id}"
-    print(f"Rotation of {args.integration_id}: {how}. Follow it with: python starter.py status {args.integration_id}")
 
 
 async def cmd_pbx_updated(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    status = await _query_status(client, args.integration_id)
-    rotation = status.rotation
-    if rotation is None or rotation.stage != RotationStage.WAITING_FOR_PBX:
-        stage = rotation.stage if rotation else "no rotation in progress"
-        raise UserError(f"{args.integration_id} is not waiting for the PBX to be updated ({stage})")
-    await (await _handle(client, args.integration_id)).signal(
-        IntegrationWorkflow.pbx_secret_updated, ConsentConfirmation(confirmed_by=args.by)
+    await _update(
+        client, args.integration_id, IntegrationWorkflow.confirm_pbx_updated, ConsentConfirmation(confirmed_by=args.by)
     )
     print(f"Noted. The old secret of {args.integration_id} is removed once sign-ins show the PBX on the new one.")
 

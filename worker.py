@@ -18,22 +18,25 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
 from activities.provisioning import ProvisioningActivities
-from activities.rotation import RotationActivities
+from activities.schedule import ScheduleActivities
 from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import compile_workflow_code, connect, ensure_search_attributes, exit_process
 from workflows.integration import IntegrationWorkflow
+from workflows.provisioning_credential import ProvisioningCredentialWorkflow, ProvisioningWatch, watcher_id_for
 from workflows.rotation import SecretRotationWorkflow
+from workflows.rotation_request import RotationRequestWorkflow
 
 log = structlog.get_logger("worker")
 
-WORKFLOWS = [IntegrationWorkflow, SecretRotationWorkflow]
+WORKFLOWS = [IntegrationWorkflow, SecretRotationWorkflow, RotationRequestWorkflow, ProvisioningCredentialWorkflow]
 
 
 @contextlib.asynccontextmanager
@@ -47,7 +50,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         )
     provisioning = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
     notify = NotifyActivities(settings)
-    rotation = RotationActivities(client, settings)
+    schedule = ScheduleActivities(client, settings)
     try:
         yield Worker(
             client,
@@ -63,10 +66,13 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
                 provisioning.verify_integration,
                 provisioning.check_credential,
                 provisioning.remove_client_secret,
+                provisioning.discard_operation_secrets,
                 provisioning.cutover_evidence,
-                rotation.ensure_rotation_schedule,
-                rotation.begin_rotation,
-                notify.notify,
+                provisioning.check_provisioning_credential,
+                schedule.ensure_rotation_schedule,
+                schedule.delete_rotation_schedule,
+                notify.notification_channels,
+                notify.deliver_notification,
             ],
             # Bounded, so an idle fleet of thousands of integrations does not grow the worker's memory.
             max_cached_workflows=settings.temporal.max_cached_workflows,
@@ -74,6 +80,20 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         )
     finally:
         await provisioning.close()
+
+
+async def watch_provisioning_credential(client: Client, settings: Settings) -> None:
+    """Start (or find running) the workflow that reminds before the service's own credential expires."""
+    entra = settings.entra
+    assert entra.tenant_id is not None and entra.client_id is not None, "checked by require_provisioning_identity"
+    handle = await client.start_workflow(
+        ProvisioningCredentialWorkflow.run,
+        ProvisioningWatch(tenant_id=entra.tenant_id, client_id=entra.client_id, options=settings.lifecycle_options()),
+        id=watcher_id_for(entra.client_id),
+        task_queue=settings.temporal.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    log.info("watching the provisioning credential", workflow_id=handle.id)
 
 
 async def run(settings: Settings) -> None:
@@ -92,6 +112,7 @@ async def run(settings: Settings) -> None:
     except RPCError as exc:
         log.warning("could not register search attributes; create them on the cluster", error=str(exc))
 
+    await watch_provisioning_credential(client, settings)
     async with build_worker(client, settings) as worker:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -66,8 +66,17 @@ def to_application_error(error: ApiError) -> ApplicationError:
     if error.retryable:
         delay = timedelta(seconds=error.retry_after) if isinstance(error, Throttled) else None
         return ApplicationError(str(error), type=type(error).__name__, next_retry_delay=delay)
-    fix = next((text for kind, text in _FIXES if isinstance(error, kind)), "See the worker log, then retry.")
-    return blocking(type(error).__name__, str(error), fix)
+    return blocking(type(error).__name__, str(error), _fix_for(error))
+
+
+def _fix_for(error: ApiError) -> str:
+    if isinstance(error, PermissionDenied) and error.permission:
+        return (
+            f"Give the provisioning app the Microsoft Graph application permission {error.permission} (Entra "
+            "admin center > App registrations > your provisioning app > API permissions > Add a permission > "
+            "Microsoft Graph > Application permissions, then Grant admin consent), wait a minute, then retry."
+        )
+    return next((text for kind, text in _FIXES if isinstance(error, kind)), "See the worker log, then retry.")
 
 
 def graph_activity(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:

@@ -1,4 +1,8 @@
-"""Delivering a notification to every configured channel, each retried on its own."""
+"""Delivering notifications: which channels there are, and one channel's delivery.
+
+The workflow schedules one delivery activity per channel (workflows/notify.py), so Temporal retries
+each channel on its own and a retry never re-sends to a channel that already has the message.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,26 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import names
-from activities.models import NotifyInput, NotifyResult
 from common.settings import Settings
+from models import activity_names as names
+from models.activities import DeliverInput, NotifyInput
+from notifications.config import ChannelConfig
 from notifications.dispatcher import deliver
 
 log = structlog.get_logger(__name__)
+ESCALATION = "escalation:"
 
 
 class NotifyActivities:
     def __init__(self, settings: Settings) -> None:
-        self._channels = settings.notification_channels
-        self._escalation = settings.escalation_channels
+        # Escalation channels get their own names: a name need only be unique within its list.
+        self._channels: dict[str, ChannelConfig] = {c.name: c for c in settings.notification_channels}
+        self._channels |= {ESCALATION + c.name: c for c in settings.escalation_channels}
 
-    @activity.defn(name=names.NOTIFY)
-    async def notify(self, req: NotifyInput) -> NotifyResult:
+    @activity.defn(name=names.NOTIFICATION_CHANNELS)
+    async def notification_channels(self, req: NotifyInput) -> list[str]:
         n = req.notification
-        # The log line is the reminder of record even when no channel is configured.
+        # The log line is the notification of record, even when no channel is configured.
         log.info(
             "notification",
             notification_id=n.notification_id,
@@ -33,17 +40,19 @@ class NotifyActivities:
             next_action=n.next_action,
             escalated=req.escalate,
         )
-        channels = [*self._channels, *(self._escalation if req.escalate else [])]
-        # Channels an earlier attempt already reached are skipped, so a retry duplicates nothing.
-        details = activity.info().heartbeat_details
-        already = set(details[0]) if details else set()
-        report = await deliver(n, [c for c in channels if c.name not in already])
-        delivered = sorted(already | set(report.delivered))
-        activity.heartbeat(delivered)
-        if report.retryable:
+        return [name for name in self._channels if req.escalate or not name.startswith(ESCALATION)]
+
+    @activity.defn(name=names.DELIVER_NOTIFICATION)
+    async def deliver_notification(self, req: DeliverInput) -> None:
+        config = self._channels.get(req.channel)
+        if config is None:  # the channel was removed from the settings since the list was taken
+            log.warning("notification channel no longer configured", channel=req.channel)
+            return
+        report = await deliver(req.notification, [config])
+        outcome = report.outcomes[0]
+        if not outcome.ok:
             raise ApplicationError(
-                f"notification {n.notification_id} not yet delivered to {', '.join(report.retryable)}",
-                type="DeliveryFailed",
+                outcome.message or f"{req.channel}: {outcome.error}",
+                type=outcome.error or "DeliveryFailed",
+                non_retryable=bool(outcome.permanent),
             )
-        failed = [o.channel for o in report.outcomes if not o.ok]
-        return NotifyResult(delivered=delivered, failed_permanently=failed)

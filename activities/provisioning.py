@@ -11,48 +11,58 @@ import structlog
 from pydantic import SecretStr
 from temporalio import activity
 
-from activities import names
 from activities.errors import blocking, graph_activity
-from activities.models import (
+from clients.errors import ApiError, Conflict, InvalidRequest, NotFound, NotYetReplicated, PermissionDenied
+from clients.graph import GraphClient
+from clients.graph_models import PasswordCredential, ServicePrincipal
+from clients.msal_auth import CertificateCredential, MsalTokenProvider
+from clients.yeastar import MIN_FIRMWARE, YeastarClient, parse_firmware
+from common.secret_store import SecretNotFound, SecretStore
+from common.settings import Settings
+from models import activity_names as names
+from models.activities import (
     ActivityResult,
     CheckCredentialInput,
     CreateSecretInput,
     CredentialCheck,
     CutoverEvidence,
     CutoverInput,
+    DiscardSecretsInput,
+    DiscardSecretsResult,
     PermissionsInput,
     PermissionsResult,
     PreflightInput,
     PreflightResult,
     ProveSecretInput,
     ProveSecretResult,
+    ProvisioningCheck,
+    ProvisioningCredential,
     RedirectUrisInput,
     RegisterInput,
     RegisterResult,
     RemoveSecretInput,
     VerifyInput,
 )
-from clients.errors import ApiError, Conflict, InvalidRequest, NotFound, NotYetReplicated, PermissionDenied
-from clients.graph import GraphClient
-from clients.graph_models import PasswordCredential, ServicePrincipal
-from clients.msal_auth import MsalTokenProvider
-from clients.yeastar import MIN_FIRMWARE, YeastarClient, parse_firmware
-from common.secret_store import SecretNotFound, SecretStore
-from common.settings import Settings
-from workflows.models import AppIds, SecretRef, Verification
+from models.integration import AppIds, SecretRef, Verification
 
 log = structlog.get_logger(__name__)
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
-# What the provisioning identity needs: create apps, and consent to Graph application permissions.
-PROVISIONING_ROLES = {
+# The Microsoft Graph application permissions of the provisioning identity. Required: each is needed
+# by a step every integration goes through (any one of the alternatives will do).
+REQUIRED_ROLES = {
     "Application.ReadWrite.All": ("Application.ReadWrite.All", "Application.ReadWrite.OwnedBy"),
     "AppRoleAssignment.ReadWrite.All": ("AppRoleAssignment.ReadWrite.All",),
+    "Application.Read.All": ("Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All"),
 }
+# Optional: without each, the named feature degrades (the README's table says the same).
 OPTIONAL_ROLES = {
-    "Policy.Read.All": "the tenant's secret-lifetime policy can't be read; assuming none",
-    "AuditLog.Read.All": "sign-in logs can't be read; a rotation waits a grace period instead of "
-    "confirming the PBX uses the new secret",
+    "Directory.Read.All": "without Directory.Read.All the administrator's organisation-wide consent (guide "
+    "step 6) can't be read; verification relies on sign-in logs alone",
+    "AuditLog.Read.All": "without AuditLog.Read.All (and an Entra ID P1 licence) sign-in logs can't be read: "
+    "no evidence that the PBX signs in, and a rotation waits a grace period instead of seeing the PBX on the "
+    "new secret",
+    "Policy.Read.All": "without Policy.Read.All the tenant's secret-lifetime policy can't be read; assuming none",
 }
 OPERATION_TAG = "[op:{}]"
 
@@ -93,7 +103,10 @@ class ProvisioningActivities:
         entra = self._settings.entra
         return GraphClient(entra.graph_base_url, tokens, entra.ca_bundle)
 
-    def _token_provider_for_app(self, tenant_id: str, client_id: str, secret: SecretStr) -> MsalTokenProvider:
+    def _token_provider_for_app(
+        self, tenant_id: str, client_id: str, secret: SecretStr, sign_in_id: str
+    ) -> MsalTokenProvider:
+        """Sign in as an integration's app, every sign-in marked with the workflow's ``sign_in_id``."""
         entra = self._settings.entra
         return MsalTokenProvider(
             tenant_id,
@@ -103,6 +116,7 @@ class ProvisioningActivities:
             graph_base_url=entra.graph_base_url,
             ca_bundle=entra.ca_bundle,
             instance_discovery=entra.instance_discovery,
+            correlation_id=sign_in_id,
         )
 
     async def _yeastar(self) -> YeastarClient:
@@ -140,7 +154,7 @@ class ProvisioningActivities:
         assert client_id is not None, "provisioning identity is checked at worker start-up"
         own_sp = await graph.get_service_principal_by_app_id(client_id)
         granted = await _graph_roles_held(graph, own_sp.id)
-        missing = [need for need, any_of in PROVISIONING_ROLES.items() if not set(any_of) & set(granted)]
+        missing = [need for need, any_of in REQUIRED_ROLES.items() if not set(any_of) & set(granted)]
         if missing:
             raise blocking(
                 "MissingPermissions",
@@ -169,6 +183,9 @@ class ProvisioningActivities:
                     "tenant's app management policy"
                 )
                 lifetime = max_lifetime
+        own = await self._own_credential(graph)
+        if own.problem:
+            notes.append(own.problem)
         firmware = None
         if req.check_yeastar:
             pbx = await self._yeastar()
@@ -184,10 +201,56 @@ class ProvisioningActivities:
         return PreflightResult(
             granted_roles=granted,
             secret_lifetime=lifetime,
-            lifetime_note="; ".join(notes) or None,
+            notes=notes,
+            provisioning_credential=own.credential,
             firmware_version=firmware,
             attempt=_attempt(),
         )
+
+    @activity.defn(name=names.CHECK_PROVISIONING_CREDENTIAL)
+    @graph_activity
+    async def check_provisioning_credential(self, tenant_id: str) -> ProvisioningCheck:
+        return await self._own_credential(self._graph(tenant_id))
+
+    async def _own_credential(self, graph: GraphClient) -> ProvisioningCheck:
+        """When the provisioning identity's own secret or certificate expires, read from its app
+        registration: the certificate by thumbprint, the secret by its hint (first 3 characters)."""
+        entra = self._settings.entra
+        assert entra.client_id is not None, "provisioning identity is checked at worker start-up"
+        try:
+            app = await graph.get_application_by_app_id(entra.client_id)
+        except (PermissionDenied, NotFound) as exc:
+            return ProvisioningCheck(
+                problem=f"the expiry of the provisioning app's own credential can't be read ({exc}); watch it yourself",
+                attempt=_attempt(),
+            )
+        found: list[ProvisioningCredential] = []
+        if entra.certificate_path is not None:
+            thumbprint = CertificateCredential.from_pem_file(entra.certificate_path).thumbprint
+            found = [
+                ProvisioningCredential(
+                    kind="certificate", key_id=k.key_id, expires_at=k.end_date_time, display_name=k.display_name
+                )
+                for k in app.key_credentials
+                if k.thumbprint == thumbprint and k.end_date_time is not None
+            ]
+        elif entra.client_secret is not None:
+            hint = entra.client_secret.get_secret_value()[:3]
+            found = [
+                ProvisioningCredential(
+                    kind="client secret", key_id=p.key_id, expires_at=p.end_date_time, display_name=p.display_name
+                )
+                for p in app.password_credentials
+                if p.hint == hint and p.end_date_time is not None
+            ]
+        if not found:
+            return ProvisioningCheck(
+                problem="the provisioning app's own credential in use is not among its app registration's "
+                "credentials, so its expiry is unknown; watch it yourself",
+                attempt=_attempt(),
+            )
+        # Two secrets can share a hint: remind about the one expiring first rather than too late.
+        return ProvisioningCheck(credential=min(found, key=lambda c: c.expires_at), attempt=_attempt())
 
     # ------------------------------------------------ steps 2-4: the app
 
@@ -302,7 +365,7 @@ class ProvisioningActivities:
     async def prove_secret(self, req: ProveSecretInput) -> ProveSecretResult:
         """Sign in as the new app until Entra accepts the brand-new secret (replication takes seconds)."""
         secret = await self._stored_secret(req.integration_id, req.key_id)
-        tokens = self._token_provider_for_app(req.tenant_id, req.client_id, secret)
+        tokens = self._token_provider_for_app(req.tenant_id, req.client_id, secret, req.sign_in_id)
         waited = await tokens.prove_secret_works(timeout=req.timeout.total_seconds())
         log.info("new client secret works", key_id=req.key_id, waited_seconds=round(waited, 1))
         return ProveSecretResult(waited_seconds=waited, attempt=_attempt())
@@ -316,14 +379,13 @@ class ProvisioningActivities:
         assert app.service_principal_id is not None, "permissions step sets the service principal"
         graph = self._graph(app.tenant_id)
         warnings: list[str] = []
-        # Look for the admin's sign-in before signing in ourselves, so our own sign-in isn't mistaken for it.
-        evidence = await self._consent_evidence(graph, app, req.consent_confirmed_at, warnings)
+        evidence = await self._pbx_evidence(graph, app, req, warnings)
 
         held = await _graph_roles_held(graph, app.service_principal_id)
         missing = [p for p in req.permissions if p not in held]
 
         secret = await self._stored_secret(req.integration_id, req.key_id)
-        tokens = self._token_provider_for_app(app.tenant_id, app.client_id, secret)
+        tokens = self._token_provider_for_app(app.tenant_id, app.client_id, secret, req.sign_in_id)
         async with self._graph_client(tokens) as as_app:
             users = await as_app.list_users(top=1, max_items=1)
 
@@ -339,8 +401,8 @@ class ProvisioningActivities:
             )
         if evidence is None:
             warnings.append(
-                "no sign-in or organisation-wide consent by an administrator is visible for the app yet; "
-                "check the PBX shows Connected"
+                "no sign-in by the PBX and no organisation-wide consent is visible for the app since the "
+                "credentials were handed over; check the PBX portal shows Connected"
             )
         log.info("integration verified", client_id=app.client_id, users_visible=len(users), extensions=extensions)
         return Verification(
@@ -353,33 +415,55 @@ class ProvisioningActivities:
             warnings=warnings,
         )
 
-    async def _consent_evidence(
-        self, graph: GraphClient, app: AppIds, since: datetime | None, warnings: list[str]
-    ) -> str | None:
+    async def _pbx_evidence(self, graph: GraphClient, app: AppIds, req: VerifyInput, warnings: list[str]) -> str | None:
+        """What the administrator's work in the PBX left behind: an organisation-wide delegated consent,
+        or sign-ins by the app since the hand-over that are not the service's own."""
         assert app.service_principal_id is not None
-        grants = await graph.list_oauth2_permission_grants(app.service_principal_id)
+        try:
+            grants = await graph.list_oauth2_permission_grants(app.service_principal_id)
+        except PermissionDenied as exc:
+            warnings.append(f"the organisation-wide consent can't be read (needs {exc.permission or exc.code})")
+            grants = []
         org_wide = [g for g in grants if g.consent_type == "AllPrincipals"]
         if org_wide:
             scopes = " ".join(sorted(org_wide[0].scopes))
             return f"organisation-wide delegated consent recorded (scopes: {scopes})"
         try:
-            sign_ins = await graph.list_service_principal_sign_ins(app.client_id, since=since)
-        except ApiError as exc:  # 403 without AuditLog.Read.All or an Entra P1 licence
+            sign_ins = await graph.list_service_principal_sign_ins(app.client_id, since=req.handed_over_at)
+        except (PermissionDenied, InvalidRequest) as exc:  # no AuditLog.Read.All or Entra P1 licence
             warnings.append(f"sign-in logs not readable ({exc.code or exc.status}); skipped that check")
             return None
-        if sign_ins:
-            return f"{len(sign_ins)} sign-in(s) by the app since the confirmation"
+        own = set(req.own_sign_in_ids)
+        by_pbx = [s for s in sign_ins if s.status.error_code == 0 and s.correlation_id not in own]
+        if by_pbx:
+            return f"{len(by_pbx)} sign-in(s) with the app's credentials by the PBX since they were handed over"
         return None
 
     @activity.defn(name=names.REMOVE_CLIENT_SECRET)
     @graph_activity
     async def remove_client_secret(self, req: RemoveSecretInput) -> ActivityResult:
         """Remove one key ID from the app and its value from the store; already gone counts as done."""
-        with contextlib.suppress(NotFound):
-            await self._graph(req.tenant_id).remove_password(req.application_object_id, req.key_id)
+        await self._graph(req.tenant_id).remove_password(req.application_object_id, req.key_id)
         await self._secrets.delete(req.integration_id, req.key_id)
         log.info("client secret removed", key_id=req.key_id)
         return ActivityResult(attempt=_attempt())
+
+    @activity.defn(name=names.DISCARD_OPERATION_SECRETS)
+    @graph_activity
+    async def discard_operation_secrets(self, req: DiscardSecretsInput) -> DiscardSecretsResult:
+        """Remove whatever one operation (a rotation that ended before its card) added, found by its
+        tag, whether or not its answer ever reached the workflow."""
+        graph = self._graph(req.tenant_id)
+        tag = OPERATION_TAG.format(req.operation_id)
+        try:
+            tagged = [c for c in await graph.list_passwords(req.application_object_id) if tag in (c.display_name or "")]
+        except NotFound:  # the app itself is gone
+            tagged = []
+        for credential in tagged:
+            await graph.remove_password(req.application_object_id, credential.key_id)
+            await self._secrets.delete(req.integration_id, credential.key_id)
+        log.info("operation's secrets discarded", operation_id=req.operation_id, removed=len(tagged))
+        return DiscardSecretsResult(removed=[c.key_id for c in tagged], attempt=_attempt())
 
     @activity.defn(name=names.CUTOVER_EVIDENCE)
     @graph_activity
@@ -390,7 +474,12 @@ class ProvisioningActivities:
         except (PermissionDenied, InvalidRequest) as exc:
             # No AuditLog.Read.All, no Entra P1 licence, or a national cloud without the beta endpoint.
             return CutoverEvidence(readable=False, reason=exc.code or str(exc.status), attempt=_attempt())
-        ok = [s for s in sign_ins if s.status.error_code == 0 and s.created_date_time >= req.since]
+        own = set(req.own_sign_in_ids)
+        ok = [
+            s
+            for s in sign_ins
+            if s.status.error_code == 0 and s.created_date_time >= req.since and s.correlation_id not in own
+        ]
         new = [s.created_date_time for s in ok if s.service_principal_credential_key_id == req.new_key_id]
         old = [s.created_date_time for s in ok if s.service_principal_credential_key_id == req.old_key_id]
         return CutoverEvidence(

@@ -27,8 +27,7 @@ from temporalio.converter import decode_typed_search_attributes
 
 from bench.floor import WORKFLOW_TYPE, FloorInput, FloorWorkflow
 from common import search_attributes
-from workflows.integration import IntegrationWorkflow
-from workflows.models import (
+from models.integration import (
     ConsentConfirmation,
     LifecycleOptions,
     OnboardInput,
@@ -36,6 +35,7 @@ from workflows.models import (
     RedirectUris,
     workflow_id_for,
 )
+from workflows.integration import IntegrationWorkflow
 
 # In-flight RPCs from the harness (starts, signals, history fetches): enough to keep a worker busy
 # without the harness itself becoming the load.

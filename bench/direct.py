@@ -21,7 +21,14 @@ from typing import Any
 
 from temporalio.testing import ActivityEnvironment
 
-from activities.models import (
+from activities.provisioning import ProvisioningActivities
+from bench._common import Window
+from bench._fleet import redirect_uris_for
+from common.logging import configure_logging
+from common.secret_store import LocalSecretStore
+from common.settings import Settings, load_settings
+from common.temporal import exit_process
+from models.activities import (
     CheckCredentialInput,
     CreateSecretInput,
     PermissionsInput,
@@ -31,14 +38,7 @@ from activities.models import (
     RegisterInput,
     VerifyInput,
 )
-from activities.provisioning import ProvisioningActivities
-from bench._common import Window
-from bench._fleet import redirect_uris_for
-from common.logging import configure_logging
-from common.secret_store import LocalSecretStore
-from common.settings import Settings, load_settings
-from common.temporal import exit_process
-from workflows.models import REQUIRED_GRAPH_PERMISSIONS, LifecycleOptions, OnboardInput
+from models.integration import REQUIRED_GRAPH_PERMISSIONS, LifecycleOptions, OnboardInput
 
 
 async def onboard(activities: ProvisioningActivities, tenant_id: str, integration_id: str) -> CheckCredentialInput:

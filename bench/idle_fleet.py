@@ -54,8 +54,8 @@ from bench._common import (
 from bench._fleet import RPC_CONCURRENCY, drive, ours
 from common.settings import load_settings
 from common.temporal import connect
+from models.integration import IntegrationStatus, Phase, workflow_id_for
 from workflows.integration import IntegrationWorkflow
-from workflows.models import IntegrationStatus, Phase, workflow_id_for
 
 TARGET_RSS = 300 * MB
 TARGET_AT = 10_000

@@ -32,14 +32,7 @@ from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
 from common.settings import Settings, settings_from_env
 from common.temporal import data_converter
-from simulators.clock import CallableClock
-from simulators.entra.config import EntraSimConfig
-from simulators.entra.seed import ADMIN_UPN
-from simulators.harness import RunningSimulators, running_simulators
-from simulators.human import PortalHuman
-from simulators.yeastar.server import YeastarSimConfig
-from workflows.integration import IntegrationWorkflow
-from workflows.models import (
+from models.integration import (
     ConsentConfirmation,
     IntegrationStatus,
     LifecycleOptions,
@@ -49,6 +42,13 @@ from workflows.models import (
     RotationStage,
     workflow_id_for,
 )
+from simulators.clock import CallableClock
+from simulators.entra.config import EntraSimConfig
+from simulators.entra.seed import ADMIN_UPN
+from simulators.harness import RunningSimulators, running_simulators
+from simulators.human import PortalHuman
+from simulators.yeastar.server import YeastarSimConfig
+from workflows.integration import IntegrationWorkflow
 from workflows.rotation import SecretRotationWorkflow
 
 INTEGRATION = "lifetime"

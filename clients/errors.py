@@ -29,8 +29,12 @@ class ApiError(Exception):
 
     def __str__(self) -> str:
         head = " ".join(part for part in (str(self.status or ""), self.code) if part)
-        text = f"{type(self).__name__}: " + (f"{head}: " if head else "") + self.message
+        text = f"{type(self).__name__}: " + (f"{head}: " if head else "") + self._explained()
         return f"{text} (request-id {self.request_id})" if self.request_id else text
+
+    def _explained(self) -> str:
+        """The message as ``str()`` shows it; subclasses add what the caller needs to act on it."""
+        return self.message
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.message!r}, status={self.status!r}, code={self.code!r})"
@@ -76,7 +80,25 @@ class Conflict(ApiError):
 
 
 class PermissionDenied(ApiError):
-    """401/403: the caller lacks a permission (or its token is not accepted)."""
+    """401/403: the caller lacks a permission (or its token is not accepted). ``permission`` names the
+    least-privileged Microsoft Graph application permission the refused call needs, when known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        permission: str | None = None,
+        status: int | None = None,
+        code: str = "",
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, request_id=request_id)
+        self.permission = permission
+
+    def _explained(self) -> str:
+        if self.permission is None:
+            return self.message
+        return f"{self.message} (needs the Microsoft Graph application permission {self.permission})"
 
 
 class InvalidRequest(ApiError):

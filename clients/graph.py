@@ -4,6 +4,7 @@ to :mod:`clients.errors` and every retry delegated to :func:`clients.retry.call_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import Mapping
@@ -54,6 +55,17 @@ _REPLICATION_MESSAGES = (
 )
 # Per public scripts (not docs), a duplicate app role assignment is reported as this 400.
 _DUPLICATE_ASSIGNMENT = "permission being assigned already exists on the object"
+
+# The least-privileged Microsoft Graph application permission each call needs (Microsoft's permission
+# tables), named in PermissionDenied so a refusal says what to grant.
+_APP_READ = "Application.Read.All"
+# Application.ReadWrite.OwnedBy also works, for the apps the caller owns.
+_APP_WRITE = "Application.ReadWrite.All"
+_ASSIGNMENT_WRITE = "AppRoleAssignment.ReadWrite.All"
+_GRANTS_READ = "Directory.Read.All"
+_POLICY_READ = "Policy.Read.All"
+_SIGN_INS_READ = "AuditLog.Read.All (with an Entra ID P1/P2 licence)"
+_USERS_READ = "User.Read.All"
 
 
 class TokenProvider(Protocol):
@@ -130,28 +142,32 @@ class GraphClient:
         ``body`` must contain ``displayName``. Idempotent, so safe to retry after a lost response.
         """
         path = f"applications(uniqueName={_key(unique_name)})"
-        response = await self._call("PATCH", path, body=body, headers={"Prefer": "create-if-missing"})
+        response = await self._call(
+            "PATCH", path, permission=_APP_WRITE, body=body, headers={"Prefer": "create-if-missing"}
+        )
         if response.status == 201:
             return Application.model_validate(response.body), True
         # 204 No Content: it existed and was updated. It exists, so a 404 now is replication lag.
-        return await self._get(path, Application, known_to_exist=True), False
+        return await self._get(path, Application, permission=_APP_READ, known_to_exist=True), False
 
     async def get_application(self, object_id: str) -> Application:
-        return await self._get(f"applications/{_segment(object_id)}", Application)
+        return await self._get(f"applications/{_segment(object_id)}", Application, permission=_APP_READ)
 
     async def get_application_by_app_id(self, app_id: str) -> Application:
-        return await self._get(f"applications(appId={_key(app_id)})", Application)
+        """Also how the service reads its own (provisioning) app: ``passwordCredentials`` and
+        ``keyCredentials`` say when its secret or certificate expires."""
+        return await self._get(f"applications(appId={_key(app_id)})", Application, permission=_APP_READ)
 
     async def get_application_by_unique_name(self, unique_name: str) -> Application:
-        return await self._get(f"applications(uniqueName={_key(unique_name)})", Application)
+        return await self._get(f"applications(uniqueName={_key(unique_name)})", Application, permission=_APP_READ)
 
     async def update_application(self, object_id: str, patch: dict[str, Any]) -> None:
         """PATCH replaces whole collections: send e.g. the full redirectUris list."""
-        await self._call("PATCH", f"applications/{_segment(object_id)}", body=patch)
+        await self._call("PATCH", f"applications/{_segment(object_id)}", permission=_APP_WRITE, body=patch)
 
     async def delete_application(self, object_id: str) -> None:
         """Soft delete (restorable for 30 days)."""
-        await self._call("DELETE", f"applications/{_segment(object_id)}")
+        await self._call("DELETE", f"applications/{_segment(object_id)}", permission=_APP_WRITE)
 
     async def add_password(self, object_id: str, display_name: str, end: datetime | None = None) -> NewPassword:
         """Add a client secret. NOT idempotent: after a dropped connection this raises Transient
@@ -162,17 +178,30 @@ class GraphClient:
         response = await self._call(
             "POST",
             f"applications/{_segment(object_id)}/addPassword",
+            permission=_APP_WRITE,
             body={"passwordCredential": credential},
             idempotent=False,
         )
         return NewPassword.model_validate(response.body)
 
     async def remove_password(self, object_id: str, key_id: str) -> None:
-        await self._call("POST", f"applications/{_segment(object_id)}/removePassword", body={"keyId": key_id})
+        """Remove one client secret. Converges: a 404 means the key (or the app) is already gone,
+        e.g. a re-sent request whose first attempt was carried out before its answer was lost, so
+        it counts as success."""
+        with contextlib.suppress(NotFound):
+            await self._call(
+                "POST",
+                f"applications/{_segment(object_id)}/removePassword",
+                permission=_APP_WRITE,
+                body={"keyId": key_id},
+            )
 
     async def list_passwords(self, object_id: str) -> list[PasswordCredential]:
         response = await self._call(
-            "GET", f"applications/{_segment(object_id)}", params={"$select": "id,passwordCredentials"}
+            "GET",
+            f"applications/{_segment(object_id)}",
+            permission=_APP_READ,
+            params={"$select": "id,passwordCredentials"},
         )
         return [PasswordCredential.model_validate(p) for p in response.body.get("passwordCredentials", [])]
 
@@ -181,11 +210,11 @@ class GraphClient:
     async def create_service_principal(self, app_id: str) -> ServicePrincipal:
         """Retried while the app has not replicated. A second one for the same app is a Conflict,
         so a retry after a lost response cannot create a duplicate."""
-        response = await self._call("POST", "servicePrincipals", body={"appId": app_id})
+        response = await self._call("POST", "servicePrincipals", permission=_APP_WRITE, body={"appId": app_id})
         return ServicePrincipal.model_validate(response.body)
 
     async def get_service_principal_by_app_id(self, app_id: str) -> ServicePrincipal:
-        return await self._get(f"servicePrincipals(appId={_key(app_id)})", ServicePrincipal)
+        return await self._get(f"servicePrincipals(appId={_key(app_id)})", ServicePrincipal, permission=_APP_READ)
 
     async def get_graph_service_principal(self) -> ServicePrincipal:
         """Microsoft Graph's own service principal; its appRoles map permission names to IDs."""
@@ -193,17 +222,22 @@ class GraphClient:
 
     async def list_app_role_assignments(self, principal_sp_id: str) -> list[AppRoleAssignment]:
         """The app roles granted to ``principal_sp_id`` (its application permissions)."""
-        return await self._list(f"servicePrincipals/{_segment(principal_sp_id)}/appRoleAssignments", AppRoleAssignment)
+        return await self._list(
+            f"servicePrincipals/{_segment(principal_sp_id)}/appRoleAssignments", AppRoleAssignment, permission=_APP_READ
+        )
 
     async def list_app_role_assigned_to(self, resource_sp_id: str) -> list[AppRoleAssignment]:
         """The app roles of ``resource_sp_id`` granted to anyone."""
-        return await self._list(f"servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo", AppRoleAssignment)
+        return await self._list(
+            f"servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo", AppRoleAssignment, permission=_APP_READ
+        )
 
     async def assign_app_role(self, principal_id: str, resource_id: str, app_role_id: str) -> AppRoleAssignment:
         """Admin consent for one application permission. A duplicate raises Conflict (list first)."""
         response = await self._call(
             "POST",
             f"servicePrincipals/{_segment(resource_id)}/appRoleAssignedTo",
+            permission=_ASSIGNMENT_WRITE,
             body={"principalId": principal_id, "resourceId": resource_id, "appRoleId": app_role_id},
         )
         return AppRoleAssignment.model_validate(response.body)
@@ -212,6 +246,7 @@ class GraphClient:
         await self._call(
             "DELETE",
             f"servicePrincipals/{_segment(resource_sp_id)}/appRoleAssignedTo/{_segment(assignment_id)}",
+            permission=_ASSIGNMENT_WRITE,
         )
 
     # --- directory reads -----------------------------------------------------------------------
@@ -219,7 +254,7 @@ class GraphClient:
     async def list_users(self, top: int | None = None, max_items: int | None = None) -> list[User]:
         """``top`` is the page size asked of Graph; ``max_items`` stops paging early."""
         params = {"$top": str(top)} if top is not None else None
-        return await self._list("users", User, params=params, max_items=max_items)
+        return await self._list("users", User, permission=_USERS_READ, params=params, max_items=max_items)
 
     async def list_oauth2_permission_grants(self, client_sp_id: str) -> list[OAuth2PermissionGrant]:
         """Delegated consents of ``client_sp_id`` (an admin's consent for the organisation shows
@@ -227,11 +262,12 @@ class GraphClient:
         return await self._list(
             "oauth2PermissionGrants",
             OAuth2PermissionGrant,
+            permission=_GRANTS_READ,
             params={"$filter": f"clientId eq {_odata_string(client_sp_id)}"},
         )
 
     async def get_default_app_management_policy(self) -> AppManagementPolicy:
-        return await self._get("policies/defaultAppManagementPolicy", AppManagementPolicy)
+        return await self._get("policies/defaultAppManagementPolicy", AppManagementPolicy, permission=_POLICY_READ)
 
     async def list_service_principal_sign_ins(self, app_id: str, since: datetime | None = None) -> list[SignIn]:
         """The app's service-principal sign-ins (beta; needs AuditLog.Read.All and Entra P1/P2, else
@@ -239,12 +275,14 @@ class GraphClient:
         query = f"appId eq {_odata_string(app_id)} and signInEventTypes/any(t: t eq 'servicePrincipal')"
         if since is not None:
             query += f" and createdDateTime ge {_iso(since)}"
-        return await self._list("auditLogs/signIns", SignIn, params={"$filter": query}, version="beta")
+        return await self._list(
+            "auditLogs/signIns", SignIn, permission=_SIGN_INS_READ, params={"$filter": query}, version="beta"
+        )
 
     # --- plumbing ------------------------------------------------------------------------------
 
-    async def _get(self, path: str, model: type[M], *, known_to_exist: bool = False) -> M:
-        response = await self._call("GET", path, known_to_exist=known_to_exist)
+    async def _get(self, path: str, model: type[M], *, permission: str, known_to_exist: bool = False) -> M:
+        response = await self._call("GET", path, permission=permission, known_to_exist=known_to_exist)
         return model.model_validate(response.body)
 
     async def _list(
@@ -252,6 +290,7 @@ class GraphClient:
         path: str,
         model: type[M],
         *,
+        permission: str,
         params: Mapping[str, str] | None = None,
         version: str = "v1.0",
         max_items: int | None = None,
@@ -260,7 +299,7 @@ class GraphClient:
         items: list[M] = []
         next_url: str | None = self._url(path, version)
         while next_url is not None:
-            response = await self._call("GET", next_url, params=params)
+            response = await self._call("GET", next_url, permission=permission, params=params)
             items.extend(model.model_validate(item) for item in response.body.get("value", []))
             if max_items is not None and len(items) >= max_items:
                 return items[:max_items]
@@ -279,22 +318,25 @@ class GraphClient:
         method: str,
         path: str,
         *,
+        permission: str,
         body: Any = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool = True,
         known_to_exist: bool = False,
     ) -> _Response:
+        """``permission``: the least-privileged Graph application permission the call needs, named by
+        PermissionDenied if it is refused."""
         request = _Request(method, self._url(path), body, params, headers)
         return await call_with_retries(
-            lambda: self._send(request, known_to_exist=known_to_exist),
+            lambda: self._send(request, permission=permission, known_to_exist=known_to_exist),
             self._retry,
             idempotent=idempotent,
             describe=f"{method} {urlsplit(request.url).path}",
             sleep=self._sleep,
         )
 
-    async def _send(self, request: _Request, *, known_to_exist: bool) -> _Response:
+    async def _send(self, request: _Request, *, permission: str, known_to_exist: bool) -> _Response:
         token = await self._tokens.token()
         status, headers, text = await self._exchange(request, token)
         if (
@@ -307,7 +349,7 @@ class GraphClient:
             await self._tokens.invalidate(token)
             status, headers, text = await self._exchange(request, await self._tokens.token())
         if status >= 400:
-            error = _error_from_response(status, headers, text)
+            error = _error_from_response(status, headers, text, permission=permission)
             if known_to_exist and isinstance(error, NotFound):
                 raise NotYetReplicated.from_error(error) from error
             raise error
@@ -358,7 +400,9 @@ def _error_fields(text: str) -> tuple[str, str, str | None]:
     return str(error.get("code", "")), str(error.get("message", "")), inner.get("request-id")
 
 
-def _error_from_response(status: int, headers: Mapping[str, str], text: str) -> ApiError:
+def _error_from_response(
+    status: int, headers: Mapping[str, str], text: str, *, permission: str | None = None
+) -> ApiError:
     code, message, request_id = _error_fields(text)
     request_id = request_id or headers.get("request-id")
     message = message or f"HTTP {status}"
@@ -366,7 +410,10 @@ def _error_from_response(status: int, headers: Mapping[str, str], text: str) -> 
         return Throttled(
             message, retry_after=_retry_after(headers.get("Retry-After")), code=code, request_id=request_id
         )
-    return _error_class(status, code, message.lower())(message, status=status, code=code, request_id=request_id)
+    kind = _error_class(status, code, message.lower())
+    if kind is PermissionDenied:
+        return PermissionDenied(message, permission=permission, status=status, code=code, request_id=request_id)
+    return kind(message, status=status, code=code, request_id=request_id)
 
 
 def _error_class(status: int, code: str, message: str) -> type[ApiError]:

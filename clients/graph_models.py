@@ -6,6 +6,8 @@ and snake_case in Python (either is accepted when constructing).
 
 from __future__ import annotations
 
+import base64
+import binascii
 from datetime import UTC, datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -23,6 +25,29 @@ class PasswordCredential(GraphModel):
     start_date_time: datetime | None = None
     end_date_time: datetime | None = None
     custom_key_identifier: str | None = None
+
+
+class KeyCredential(GraphModel):
+    """A certificate registered on an app."""
+
+    key_id: str
+    display_name: str | None = None
+    type: str | None = None  # "AsymmetricX509Cert"
+    usage: str | None = None  # "Verify"
+    start_date_time: datetime | None = None
+    end_date_time: datetime | None = None
+    # Edm.Binary (base64 in JSON); defaults to the certificate's SHA-1 thumbprint bytes.
+    custom_key_identifier: str | None = None
+
+    @property
+    def thumbprint(self) -> str | None:
+        """The SHA-1 thumbprint as upper-case hex (as the portal and ``CertificateCredential`` show it),
+        or None if ``customKeyIdentifier`` was set to something else."""
+        try:
+            raw = base64.b64decode(self.custom_key_identifier or "", validate=True)
+        except binascii.Error:
+            return None
+        return raw.hex().upper() if len(raw) == 20 else None
 
 
 class NewPassword(PasswordCredential):
@@ -55,6 +80,7 @@ class Application(GraphModel):
     web: WebApplication = WebApplication()
     required_resource_access: list[RequiredResourceAccess] = []
     password_credentials: list[PasswordCredential] = []
+    key_credentials: list[KeyCredential] = []
 
 
 class AppRole(GraphModel):
@@ -168,4 +194,6 @@ class SignIn(GraphModel):
     app_id: str
     service_principal_id: str | None = None
     service_principal_credential_key_id: str | None = None
+    # The client-request-id of the token request: tells a client's own sign-ins from others'.
+    correlation_id: str | None = None
     status: SignInStatus = Field(default_factory=SignInStatus)

@@ -15,6 +15,7 @@ import functools
 import re
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ _NOT_YET_REPLICATED_AADSTS = frozenset({"AADSTS7000215", "AADSTS700016"})
 _MSAL_DEFAULT_RETRY_AFTER = 5.0
 # A token is reused until this long before it expires (MSAL's own cache would refresh no later).
 _REUSE_MARGIN_SECONDS = 300.0
+# How many token requests' client-request-ids a provider remembers (MsalTokenProvider.sign_in_ids).
+SIGN_IN_IDS_KEPT = 50
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,17 @@ def _login_session(ca_bundle: Path | None) -> requests.Session:
 
 class _MsalHttp:
     """MSAL's ``http_client`` for one provider: the shared session with a timeout (MSAL passes none
-    to a client it is given), remembering this thread's last status and Retry-After, and answering
-    repeated OIDC discovery from memory (each new application would fetch it again)."""
+    to a client it is given), remembering this thread's last status and Retry-After and the
+    ``client-request-id`` of each token request, and answering repeated OIDC discovery from memory
+    (each new application would fetch it again)."""
 
-    def __init__(self, ca_bundle: Path | None, timeout: float) -> None:
+    def __init__(self, ca_bundle: Path | None, timeout: float, correlation_id: str | None) -> None:
         self._session = _login_session(ca_bundle)
         self._timeout = timeout
+        self._correlation_id = correlation_id
         self._last = threading.local()
+        self._token_request_ids: deque[str] = deque(maxlen=SIGN_IN_IDS_KEPT)
+        self._ids_lock = threading.Lock()  # appended from worker threads, read from the event loop
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         if not url.endswith("/.well-known/openid-configuration") or kwargs.get("params"):
@@ -117,7 +124,19 @@ class _MsalHttp:
         return response
 
     def post(self, url: str, **kwargs: Any) -> requests.Response:
+        # A confidential client's only POST is the token request; MSAL gives each a fresh
+        # client-request-id (unless the caller chose one), which Entra records as the sign-in's correlationId.
+        if self._correlation_id is not None:
+            kwargs["headers"] = {**(kwargs.get("headers") or {}), "client-request-id": self._correlation_id}
+        request_id = (kwargs.get("headers") or {}).get("client-request-id")
+        if request_id:
+            with self._ids_lock:
+                self._token_request_ids.append(str(request_id))
         return self._send("POST", url, kwargs)
+
+    def token_request_ids(self) -> list[str]:
+        with self._ids_lock:
+            return list(self._token_request_ids)
 
     def close(self) -> None:
         """MSAL may close its client; the pooled session outlives every application."""
@@ -152,7 +171,10 @@ class MsalTokenProvider:
         instance_discovery: bool = True,
         timeout: float = 30.0,
         retry: RetryConfig = DEFAULT_RETRY,
+        correlation_id: str | None = None,
     ) -> None:
+        """``correlation_id``: sent as every token request's client-request-id instead of MSAL's
+        fresh one, so whoever chose it can later recognise these sign-ins in the sign-in logs."""
         self.tenant_id = tenant_id
         self.client_id = client_id
         self._credential = credential
@@ -160,7 +182,7 @@ class MsalTokenProvider:
         self._scope = f"{graph_base_url.rstrip('/')}/.default"
         self._instance_discovery = instance_discovery
         self._retry = retry
-        self._http = _MsalHttp(ca_bundle, timeout)
+        self._http = _MsalHttp(ca_bundle, timeout, correlation_id)
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = asyncio.Lock()
         # The last token and the time.monotonic() until which it is reused without asking MSAL:
@@ -192,6 +214,14 @@ class MsalTokenProvider:
 
     def __repr__(self) -> str:
         return f"MsalTokenProvider(tenant_id={self.tenant_id!r}, client_id={self.client_id!r})"
+
+    @property
+    def sign_in_ids(self) -> list[str]:
+        """The ``client-request-id`` of each token request this provider sent (including
+        :meth:`prove_secret_works` attempts), oldest first, at most the last ``SIGN_IN_IDS_KEPT``.
+        Entra records it as the sign-in's ``correlationId``: the way to tell this service's own
+        sign-ins as the app from anyone else's (e.g. the PBX's)."""
+        return self._http.token_request_ids()
 
     async def token(self) -> str:
         """An access token: the last one until 5 minutes before it expires, then MSAL's answer."""

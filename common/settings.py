@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationErro
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from models.integration import LifecycleOptions
 from notifications.config import ChannelList
 
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -194,6 +195,19 @@ class Settings(BaseSettings):
     @property
     def secret_lifetime(self) -> timedelta:
         return timedelta(days=self.secret_lifetime_days)
+
+    def lifecycle_options(self, lifetime_days: int | None = None) -> LifecycleOptions:
+        """The settings a workflow captures at start, so a running one is unaffected by later edits."""
+        return LifecycleOptions(
+            secret_lifetime=timedelta(days=lifetime_days or self.secret_lifetime_days),
+            reminder_offsets=[timedelta(days=d) for d in self.reminder_offsets_days],
+            escalate_after_reminders=self.escalate_after_reminders,
+            human_reminder_interval=self.human_reminder_interval,
+            rotation_interval=self.rotation_interval,
+            sign_in_poll_interval=self.sign_in_poll_interval,
+            sign_in_settle_time=self.sign_in_settle_time,
+            cutover_grace_period=self.cutover_grace_period,
+        )
 
     @cached_property
     def keys(self) -> dict[str, bytes]:

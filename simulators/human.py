@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 from pydantic import SecretStr
 
+from models.integration import RedirectUris
 from simulators.yeastar.portal import PORTAL_PATH
-from workflows.models import RedirectUris
 
 
 class PortalError(Exception):

@@ -11,6 +11,7 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -26,21 +27,24 @@ from common import search_attributes
 from common.dev_server import temporal_cli, test_server_binary
 from common.settings import Settings, load_settings
 from common.temporal import data_converter
+from models.activities import IntegrationRef
+from models.integration import (
+    IntegrationStatus,
+    LifecycleOptions,
+    OnboardInput,
+    Phase,
+    RotationStatus,
+    workflow_id_for,
+)
 from simulators.clock import CallableClock, Clock, OffsetClock
 from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
+from tests.receivers import SIGNING_SECRET, Receiver, running_receiver
 from workflows.integration import IntegrationWorkflow
-from workflows.models import (
-    IntegrationStatus,
-    LifecycleOptions,
-    OnboardInput,
-    Phase,
-    RotationRequest,
-    workflow_id_for,
-)
 from workflows.rotation import SecretRotationWorkflow
+from workflows.rotation_request import RotationRequestWorkflow
 
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
@@ -146,6 +150,18 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     await env.shutdown()
 
 
+T = TypeVar("T")
+# Nothing in a test waits on Temporal for longer than this: a hang fails loudly instead.
+BOUND_SECONDS = 60.0
+
+
+async def bounded(awaitable: Awaitable[T], what: str, limit: float = BOUND_SECONDS) -> T:
+    try:
+        return await asyncio.wait_for(awaitable, limit)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not finish within {limit:.0f}s") from None
+
+
 @dataclass
 class Harness:
     """Everything one workflow test needs."""
@@ -183,16 +199,32 @@ class Harness:
         self.started.append(handle)
         return handle
 
-    async def start_rotation(self, integration_id: str, run: int) -> WorkflowHandle[Any, Any]:
-        """What the schedule's action does (the time-skipping server has no schedules)."""
-        handle = await self.client.start_workflow(
-            SecretRotationWorkflow.run,
-            args=[RotationRequest(integration_id=integration_id), None],
-            id=f"rotation-{integration_id}-{run}",
-            task_queue=self.task_queue,
+    async def request_rotation(self, integration_id: str) -> str:
+        """What the schedule's action does (the time-skipping server has no schedules): ask the
+        integration to rotate; returns what the request workflow reported."""
+        result: str = await bounded(
+            self.client.execute_workflow(
+                RotationRequestWorkflow.run,
+                IntegrationRef(integration_id=integration_id),
+                id=f"rotation-request-{integration_id}-{uuid.uuid4()}",
+                task_queue=self.task_queue,
+            ),
+            "the rotation request",
         )
-        self.started.append(handle)
-        return handle
+        return result
+
+    async def rotate(self, integration_id: str) -> WorkflowHandle[Any, RotationStatus]:
+        """Request a rotation and return the handle of the rotation child workflow it started."""
+        integration = self.client.get_workflow_handle(workflow_id_for(integration_id))
+        before = await integration.query(IntegrationWorkflow.status)
+        await self.request_rotation(integration_id)
+        status = await wait_until(
+            integration,
+            lambda s: s.rotation is not None and s.rotation.workflow_id != getattr(before.rotation, "workflow_id", ""),
+            "rotating",
+        )
+        assert status.rotation is not None
+        return self.client.get_workflow_handle_for(SecretRotationWorkflow.run, status.rotation.workflow_id)
 
     async def terminate_started(self) -> None:
         """Long-running workflows outlive a test; stop them so they don't load the shared server.
@@ -208,6 +240,28 @@ class Harness:
                         break
                     await asyncio.sleep(0.05)
                 await handle.terminate("test finished")
+
+    async def skip_until(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        ready: Callable[[IntegrationStatus], bool],
+        what: str,
+        *,
+        step: timedelta = timedelta(minutes=5),
+        limit: float = BOUND_SECONDS,
+    ) -> IntegrationStatus:
+        """Like `wait_until`, but moving the clock on by `step` between looks (time-skipping server)."""
+        deadline = asyncio.get_running_loop().time() + limit
+        while True:
+            status: IntegrationStatus = await handle.query(IntegrationWorkflow.status)
+            if ready(status):
+                return status
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"never {what} within {limit:.0f}s: {status}")
+            if self.time_skipping:
+                await self.env.sleep(step)
+            else:
+                await asyncio.sleep(0.1)
 
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
@@ -265,6 +319,33 @@ async def harness_for(
 async def ts(ts_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[Harness]:
     """Time-skipping harness; the simulators' clock follows the test server's virtual clock."""
     async with harness_for(ts_env, tmp_path, clock=CallableClock(ts_env.get_current_time)) as h:
+        yield h
+
+
+def webhook_channel(receiver: Receiver, name: str, route: str = "/webhook") -> dict[str, str]:
+    """A signed-webhook channel to the test receiver (plain http on loopback)."""
+    return {"type": "webhook", "name": name, "url": receiver.http_url + route, "signing_secret": SIGNING_SECRET}
+
+
+OPS, ESCALATION = "/webhook?to=ops", "/webhook?to=escalation"
+
+
+@pytest.fixture
+async def receiver(ca: LocalCA) -> AsyncIterator[Receiver]:
+    async with running_receiver(ca) as running:
+        yield running
+
+
+@pytest.fixture
+async def ts_notified(ts_env: WorkflowEnvironment, tmp_path: Path, receiver: Receiver) -> AsyncIterator[Harness]:
+    """Time-skipping harness whose notifications reach `receiver`: ops channel, escalation channel."""
+    async with harness_for(
+        ts_env,
+        tmp_path,
+        clock=CallableClock(ts_env.get_current_time),
+        notification_channels=[webhook_channel(receiver, "ops", OPS)],
+        escalation_channels=[webhook_channel(receiver, "escalation", ESCALATION)],
+    ) as h:
         yield h
 
 

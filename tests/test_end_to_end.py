@@ -12,13 +12,13 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from models.integration import REQUIRED_GRAPH_PERMISSIONS
 from simulators.entra import EntraSimConfig
 from simulators.entra.seed import ADMIN_UPN
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.human import PortalHuman
 from tests.operator import Operator, operator_env, start_worker
 from tests.secret_scan import leaks
-from workflows.models import REQUIRED_GRAPH_PERMISSIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.devserver

@@ -15,11 +15,11 @@ from temporalio.converter import DataConverter
 from common.codec import EncryptionCodec
 from common.logging import configure_logging
 from common.secret_store import LocalSecretStore
+from models.integration import Phase
 from tests.conftest import Harness, wait_for_phase
 from tests.secret_scan import decoded_payload_bytes, leaks, payloads_in
 from tests.workflows.test_onboarding import connect_pbx_as_human, portal_redirect_uris
 from workflows.integration import IntegrationWorkflow
-from workflows.models import Phase
 
 
 @pytest.fixture

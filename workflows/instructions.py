@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workflows.models import AppIds, Blocked, InstructionCard, SecretRef
+from models.integration import AppIds, Blocked, InstructionCard, SecretRef
 
 CLI = "python starter.py"
 
@@ -20,9 +20,15 @@ def redirect_uris_card(integration_id: str) -> InstructionCard:
     )
 
 
-def connect_pbx_card(integration_id: str, app: AppIds, secret: SecretRef) -> InstructionCard:
+CONNECT_TITLE = "Connect the PBX to Microsoft Entra ID (sign in as Global Administrator)"
+PASTE_AFTER_EXPIRY_TITLE = "PBX sync is down: paste the new client secret into the PBX and sign in again"
+
+
+def connect_pbx_card(
+    integration_id: str, app: AppIds, secret: SecretRef, *, title: str = CONNECT_TITLE
+) -> InstructionCard:
     return InstructionCard(
-        title="Connect the PBX to Microsoft Entra ID (sign in as Global Administrator)",
+        title=title,
         steps=[
             "Log in to the PBX web portal, go to Integrations > Collaboration, click Integrate beside Microsoft 365.",
             "In App Registration, paste the Application (client) ID and the Directory (tenant) ID below.",
@@ -81,6 +87,25 @@ def rotation_card(integration_id: str, app: AppIds, new: SecretRef, old: SecretR
         values={
             "Application (client) ID": app.client_id,
             "Directory (tenant) ID": app.tenant_id,
+            "New client secret": f"{new.hint}… (key ID {new.key_id}, expires {new.expires_at:%Y-%m-%d})",
+        },
+        commands=[f"{CLI} secret {integration_id} --reveal --pending", f"{CLI} pbx-updated {integration_id}"],
+    )
+
+
+def cutover_stalled_card(integration_id: str, app: AppIds, new: SecretRef, old: SecretRef) -> InstructionCard:
+    return InstructionCard(
+        title="The PBX still signs in with the old client secret: paste the new one and sign in again",
+        steps=[
+            "Reveal the new client secret with the first command.",
+            "PBX web portal > Integrations > Collaboration > Microsoft 365: in Certificates & Secrets, replace the "
+            "Client Secret with the new value, click Save, sign in with the Global Administrator account, Accept, OK.",
+            "Confirm with the second command; the check starts again from then.",
+            f"The old key ({old.hint}…) stays until the PBX is seen on the new one. It expires "
+            f"{old.expires_at:%Y-%m-%d %H:%M} UTC; sync stops then if the PBX still uses it.",
+        ],
+        values={
+            "Application (client) ID": app.client_id,
             "New client secret": f"{new.hint}… (key ID {new.key_id}, expires {new.expires_at:%Y-%m-%d})",
         },
         commands=[f"{CLI} secret {integration_id} --reveal --pending", f"{CLI} pbx-updated {integration_id}"],

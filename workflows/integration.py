@@ -1,28 +1,38 @@
 """IntegrationWorkflow: one per PBX. Takes it from "not integrated" to Connected, then keeps it there.
 
 The documented steps are activities; the two human moments (reading redirect URIs, pasting the
-credentials into the PBX and signing in) are instruction cards plus an update / a signal. A failure
-that retrying can't fix parks the workflow in Blocked with the fix in plain words until `retry`.
+credentials into the PBX and signing in) are instruction cards plus an update each. A failure that
+retrying can't fix parks the workflow in Blocked with the fix in plain words until `retry`.
+
+After Connected it reminds before the secret expires, checks the credential once a day in the
+integration's own slot of the day, and rotates the secret when asked ("rotate now" from the schedule
+or the operator): the rotation is a child workflow, so this workflow always learns how it ended and
+settles every outcome itself (see docs/ARCHITECTURE.md, "Rotation").
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names as activity
-    from activities.models import (
+    from common import search_attributes
+    from models import activity_names as activity
+    from models.activities import (
         ActivityResult,
         CheckCredentialInput,
         CreateSecretInput,
         CredentialCheck,
+        DiscardSecretsInput,
+        DiscardSecretsResult,
         PermissionsInput,
         PermissionsResult,
         PreflightInput,
@@ -32,37 +42,46 @@ with workflow.unsafe.imports_passed_through():
         RedirectUrisInput,
         RegisterInput,
         RegisterResult,
+        RemoveSecretInput,
         ScheduleInput,
         VerifyInput,
     )
-    from common import search_attributes
-    from notifications.message import Notification
-    from workflows import instructions
-    from workflows.models import (
+    from models.integration import (
         REQUIRED_GRAPH_PERMISSIONS,
         AppIds,
         Blocked,
         ConsentConfirmation,
         InstructionCard,
-        IntegrationState,
         IntegrationStatus,
         OnboardInput,
+        PendingHuman,
         Phase,
         RedirectUris,
         RotationPlan,
+        RotationRequest,
         RotationStage,
-        RotationStart,
         RotationStatus,
         SecretRef,
         Step,
         StepState,
         StepStatus,
         Verification,
+        daily_slot,
+        rotation_workflow_id,
         workflow_id_for,
     )
-    from workflows.shared import history_too_long, notify, run_activity, wait
+    from notifications.message import Notification
+    from workflows import instructions, messages
+    from workflows.alarms import Alarms
+    from workflows.human import due_expiry_reminder, next_expiry_reminder_at, wait_for_human
+    from workflows.notify import notify
+    from workflows.rotation import SecretRotationWorkflow
+    from workflows.shared import failure_reason, history_too_long, run_activity, signal_quietly
+    from workflows.state import REMEMBERED_REQUESTS, IntegrationState
 
 T = TypeVar("T")
+PROVISIONING_STEPS = (Step.REGISTER_APP, Step.SSO_REDIRECT_URI, Step.PERMISSIONS, Step.CLIENT_SECRET)
+CONFIRMABLE_ROTATION_STAGES = (RotationStage.WAITING_FOR_PBX, RotationStage.VERIFYING_CUTOVER)
 
 
 @workflow.defn
@@ -70,28 +89,28 @@ class IntegrationWorkflow:
     @workflow.init
     def __init__(self, start: OnboardInput, resume: IntegrationState | None = None) -> None:
         self._state = resume or IntegrationState(input=start, redirect_uris=start.redirect_uris)
-        self._retry_requested = False
-        self._rotation_changed = False
-
-    # ----------------------------------------------------------------- run
+        self._alarms = Alarms()
+        self._rotation_child: ChildWorkflowHandle[Any, RotationStatus] | None = None
 
     @workflow.run
     async def run(self, start: OnboardInput, resume: IntegrationState | None = None) -> IntegrationStatus:
+        # Each pass does what the carried state calls for, so a run continued-as-new mid-way resumes there.
         while True:
-            # A run continued-as-new after Connected resumes watching, it does not walk the steps again.
-            if not all(st.state in (StepState.DONE, StepState.SKIPPED) for st in self._state.steps.values()):
+            if self._state.blocked is not None:
+                await self._wait_for_retry()
+            elif not self._onboarded:
                 await self._onboard()
-            await self._stay_connected()
+            else:
+                await self._stay_connected()
+
+    # ------------------------------------------------------------ onboarding
 
     async def _onboard(self) -> None:
         state = self._state
         if state.steps[Step.PREFLIGHT].state != StepState.DONE:
             self._set_phase(Phase.PROVISIONING)
-        preflight = await self._step(Step.PREFLIGHT, self._preflight)
-        if preflight is not None:
-            state.secret_lifetime = preflight.secret_lifetime
-            if preflight.lifetime_note:
-                self._warn(preflight.lifetime_note)
+        if preflight := await self._step(Step.PREFLIGHT, self._preflight):
+            self._take_preflight(preflight)
 
         if state.redirect_uris is None:
             self._set_phase(Phase.WAITING_FOR_REDIRECT_URIS)
@@ -103,8 +122,9 @@ class IntegrationWorkflow:
                 summary="The PBX's redirect URIs are needed to register the Entra application.",
             )
         self._mark(Step.REDIRECT_URIS, StepState.DONE)
-        self._set_phase(Phase.PROVISIONING)
 
+        if not all(self._done(step) for step in PROVISIONING_STEPS):
+            self._set_phase(Phase.PROVISIONING)
         await self._step(Step.REGISTER_APP, self._register)
         if self._uris.sso_redirect_uri:
             await self._step(Step.SSO_REDIRECT_URI, self._set_redirect_uris)
@@ -114,27 +134,48 @@ class IntegrationWorkflow:
         await self._step(Step.CLIENT_SECRET, self._create_secret)
 
         if state.consent_confirmed_at is None:
-            self._set_phase(Phase.WAITING_FOR_CONSENT)
-            await self._wait_for_human(
-                Step.CONNECT_PBX,
-                lambda: self._state.consent_confirmed_at is not None,
-                instructions.connect_pbx_card(state.input.integration_id, self._app, self._secret),
-                kind="consent_pending",
-                summary="Paste the credentials into the PBX and sign in as Global Administrator.",
-            )
+            await self._wait_for_paste()
         self._mark(Step.CONNECT_PBX, StepState.DONE, detail=f"confirmed by {state.consent_confirmed_by}")
 
         self._set_phase(Phase.VERIFYING)
-        verification = await self._step(Step.VERIFY, self._verify)
-        if verification is not None:
+        if verification := await self._step(Step.VERIFY, self._verify):
             state.verification = verification
-            for warning in verification.warnings:
-                self._warn(warning)
+            self._replace_warnings("verify", verification.warnings)
         state.connected_at = state.connected_at or workflow.now()
-        state.instruction = instructions.connected_card(state.input.integration_id)
-        self._set_phase(Phase.CONNECTED)
         workflow.logger.info("integration connected", extra={"integration_id": state.input.integration_id})
         await self._ensure_rotation_schedule()
+
+    def _take_preflight(self, preflight: PreflightResult) -> None:
+        state = self._state
+        state.secret_lifetime = preflight.secret_lifetime
+        self._replace_warnings("preflight", preflight.notes)
+        credential = preflight.provisioning_credential
+        soonest_reminder = max(state.input.options.reminder_offsets, default=timedelta(0))
+        if credential is not None and credential.expires_at - workflow.now() <= soonest_reminder:
+            self._warn(
+                "provisioning-credential",
+                f"The service's own Entra {credential.kind} (key {credential.key_id}) expires at "
+                f"{credential.expires_at:%Y-%m-%d %H:%M} UTC: renew it before then, or no integration can be "
+                "checked or rotated.",
+            )
+
+    async def _wait_for_paste(self) -> None:
+        """Guide step 6: the credentials are handed over; the PBX's sign-ins count from now on."""
+        state = self._state
+        # Expired here means a rotation's new secret is waiting to be pasted after the old one expired.
+        after_expiry = state.phase == Phase.EXPIRED
+        state.handed_over_at = state.handed_over_at or workflow.now()
+        if not after_expiry:
+            self._set_phase(Phase.WAITING_FOR_CONSENT)
+        title = instructions.PASTE_AFTER_EXPIRY_TITLE if after_expiry else instructions.CONNECT_TITLE
+        await self._wait_for_human(
+            Step.CONNECT_PBX,
+            lambda: self._state.consent_confirmed_at is not None,
+            instructions.connect_pbx_card(state.input.integration_id, self._app, self._secret, title=title),
+            kind="consent_pending",
+            summary="Paste the credentials into the PBX and sign in as Global Administrator.",
+            severity="critical" if after_expiry else "warning",
+        )
 
     async def _ensure_rotation_schedule(self) -> None:
         state = self._state
@@ -150,56 +191,72 @@ class IntegrationWorkflow:
                 ActivityResult,
             )
         except ActivityError as err:
-            self._warn_latest(f"rotation schedule not set up: {err.cause or err}")
+            self._warn("schedule", f"rotation schedule not set up: {failure_reason(err)}")
             return
+        self._state.warnings.pop("schedule", None)
         state.schedule_ensured_for = every
 
+    # ------------------------------------------------------------- connected
+
     async def _stay_connected(self) -> None:
-        """Connected: remind before expiry, watch the credential, report Expired. Returns when a new
-        secret is needed (the old one vanished or expired and the operator asked to `retry`)."""
-        state, opts = self._state, self._state.input.options
+        """Connected: rotate when asked, remind before expiry, check the credential daily. Returns when
+        the integration needs a human or a new secret (Blocked, Expired, a paste after a rotation)."""
+        state = self._state
+        self._set_phase(Phase.CONNECTED)
+        state.instruction = instructions.connected_card(state.input.integration_id)
+        if state.next_check_at is None:
+            state.next_check_at = self._next_slot()
         while True:
-            await self._continue_as_new_if_needed()
-            secret = self._secret
-            now = workflow.now()
-            # During a rotation the rotation workflow owns the reminders and the old secret's fate.
-            if state.rotation is None:
-                await self._send_due_expiry_reminders(secret, now)
-                if now >= secret.expires_at:
-                    await self._needs_new_secret(
-                        "SecretExpired",
-                        f"The client secret {secret.hint}… expired at {secret.expires_at:%Y-%m-%d %H:%M} UTC; "
-                        "the PBX can no longer sync from Entra ID.",
-                        phase=Phase.EXPIRED,
-                    )
+            await self._checkpoint()
+            if state.pending_rotation is not None:
+                request, state.pending_rotation = state.pending_rotation, None
+                await self._rotate(request)
+                if state.blocked is not None or not self._onboarded:
                     return
-                if state.credentials_checked_at is None or now >= (
-                    state.credentials_checked_at + opts.credential_check_interval
-                ):
-                    check = await self._check_credential(secret)
-                    state.credentials_checked_at = workflow.now()
-                    if check is not None and not check.present:
-                        await self._needs_new_secret(
-                            "ApplicationDeleted" if check.application_missing else "SecretRemoved",
-                            f"The Entra application {self._app.client_id} was deleted outside this service; "
-                            "the PBX can no longer sync."
-                            if check.application_missing
-                            else f"The client secret {secret.hint}… (key ID {secret.key_id}) was removed from "
-                            "the Entra application outside this service; the PBX can no longer sync.",
-                            restart_from=Step.REGISTER_APP if check.application_missing else Step.CLIENT_SECRET,
-                        )
-                        return
-            self._rotation_changed = False
-            # While a rotation runs nothing here is due (checks and reminders are paused): sleep until
-            # it reports; otherwise until the next reminder, check or expiry.
-            now = workflow.now()
-            wake_at = now + opts.credential_check_interval if state.rotation else min(self._next_events(secret, now))
-            await wait(lambda: self._rotation_changed, wake_at - now)
+                self._set_phase(Phase.CONNECTED)
+                state.instruction = instructions.connected_card(state.input.integration_id)
+                continue
+            secret, now = self._secret, workflow.now()
+            await self._send_due_expiry_reminders(secret, now)
+            if now >= secret.expires_at:
+                await self._needs_new_secret(
+                    "SecretExpired",
+                    f"The client secret {secret.hint}… expired at {secret.expires_at:%Y-%m-%d %H:%M} UTC; "
+                    "the PBX can no longer sync from Entra ID.",
+                    phase=Phase.EXPIRED,
+                )
+                return
+            if now >= state.next_check_at:
+                if not await self._daily_check(secret):
+                    return
+                continue
+            await self._alarms.wait_until(
+                self._next_wake(secret, now), lambda: self._state.pending_rotation is not None
+            )
+
+    async def _daily_check(self, secret: SecretRef) -> bool:
+        """The credential still exists (False once the integration parked for a new one); also the
+        daily attempt at removing keys that rotations retired."""
+        state = self._state
+        check = await self._check_credential(secret)
+        state.next_check_at = self._next_slot()
+        await self._remove_retired_keys()
+        if check is None or check.present:
+            return True
+        await self._needs_new_secret(
+            "ApplicationDeleted" if check.application_missing else "SecretRemoved",
+            f"The Entra application {self._app.client_id} was deleted outside this service; the PBX can no longer sync."
+            if check.application_missing
+            else f"The client secret {secret.hint}… (key ID {secret.key_id}) was removed from the Entra "
+            "application outside this service; the PBX can no longer sync.",
+            restart_from=Step.REGISTER_APP if check.application_missing else Step.CLIENT_SECRET,
+        )
+        return False
 
     async def _check_credential(self, secret: SecretRef) -> CredentialCheck | None:
-        """None when the check itself failed (Graph unreachable): try again at the next interval."""
+        """None when the check itself failed (Graph unreachable): try again at the next slot."""
         try:
-            return await run_activity(
+            check = await run_activity(
                 activity.CHECK_CREDENTIAL,
                 CheckCredentialInput(
                     tenant_id=self._app.tenant_id,
@@ -209,8 +266,10 @@ class IntegrationWorkflow:
                 CredentialCheck,
             )
         except ActivityError as err:
-            self._warn_latest(f"credential check failed at {workflow.now():%Y-%m-%d %H:%M}: {err.cause or err}")
+            self._warn("check", f"credential check failed at {workflow.now():%Y-%m-%d %H:%M}: {failure_reason(err)}")
             return None
+        self._state.warnings.pop("check", None)
+        return check
 
     async def _needs_new_secret(
         self,
@@ -220,9 +279,8 @@ class IntegrationWorkflow:
         restart_from: Step = Step.CLIENT_SECRET,
         phase: Phase = Phase.BLOCKED,
     ) -> None:
-        """Park until `retry`, then forget the secret: onboarding issues, proves and hands over a new one."""
-        state = self._state
-        await self._park(
+        """Park until `retry`; then onboarding issues, proves and hands over a new secret."""
+        await self._block(
             Blocked(
                 step=Step.CLIENT_SECRET,
                 error_type=error_type,
@@ -230,15 +288,176 @@ class IntegrationWorkflow:
                 fix="Run the retry command: a new client secret is created and proven, and you are asked "
                 "to paste it into the PBX again.",
                 since=workflow.now(),
+                restart_from=restart_from,
             ),
             phase,
         )
+
+    def _forget_from(self, restart_from: Step) -> None:
+        state = self._state
         state.secret = None
-        state.consent_confirmed_at = None
-        state.credentials_checked_at = None
+        state.consent_confirmed_at = state.handed_over_at = None
+        state.own_sign_in_ids = []
+        state.next_check_at = None
         steps = list(Step)
         for step in steps[steps.index(restart_from) :]:
             state.steps[step] = StepStatus()
+
+    # ------------------------------------------------------------- rotation
+
+    async def _rotate(self, request: RotationRequest) -> None:
+        """Run one rotation as a child workflow and settle however it ends."""
+        state = self._state
+        state.rotations_started += 1
+        rotation_id = rotation_workflow_id(state.input.integration_id, state.rotations_started)
+        current = self._secret
+        state.rotation = RotationStatus(
+            workflow_id=rotation_id, reason=request.reason, started_at=workflow.now(), old_secret=current
+        )
+        self._set_phase(Phase.ROTATING)
+        state.instruction = None
+        plan = RotationPlan(
+            integration_id=state.input.integration_id,
+            reason=request.reason,
+            app=self._app,
+            current=current,
+            options=state.input.options,
+            lifetime=state.secret_lifetime or state.input.options.secret_lifetime,
+        )
+        try:
+            self._rotation_child = await workflow.start_child_workflow(
+                SecretRotationWorkflow.run,
+                args=[plan, None],
+                id=rotation_id,
+                # The rotation never outlives its integration (nor runs twice for one).
+                parent_close_policy=ParentClosePolicy.TERMINATE,
+            )
+            outcome = await self._rotation_child
+        except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:  # failed, cancelled, terminated, timed out
+            outcome = state.rotation.model_copy(
+                update={
+                    "stage": RotationStage.FAILED,
+                    "message": f"the rotation workflow {rotation_id} ended without finishing: {failure_reason(err)}",
+                }
+            )
+        finally:
+            self._rotation_child = None
+        await self._settle_rotation(outcome)
+
+    async def _settle_rotation(self, outcome: RotationStatus) -> None:
+        """Whatever the rotation's end, the integration leaves Rotating for a truthful phase. Once the
+        PBX confirmed the new secret, that secret is the one tracked from now on."""
+        state = self._state
+        known = state.rotation
+        assert known is not None
+        # What this workflow saw itself (the confirmation passes through it) fills what a failed child lost.
+        outcome.pbx_updated_at = outcome.pbx_updated_at or known.pbx_updated_at
+        outcome.handed_over_at = outcome.handed_over_at or known.handed_over_at
+        outcome.new_secret = outcome.new_secret or known.new_secret
+        outcome.finished_at, outcome.card = outcome.finished_at or workflow.now(), None
+        state.rotation = None
+        old, new = outcome.old_secret, outcome.new_secret
+        if new is None or (outcome.pbx_updated_at is None and outcome.stage != RotationStage.OLD_SECRET_EXPIRED):
+            await self._rotation_failed(outcome, known)
+        elif outcome.stage == RotationStage.CUTOVER_PROVEN:
+            self._adopt(new)
+            state.retired_keys.append(old)
+            outcome.stage = RotationStage.COMPLETED
+            outcome.message = f"the PBX signs in with key {new.key_id}; old key {old.key_id} retired"
+            state.warnings.pop("rotation", None)
+        elif outcome.pbx_updated_at is None:  # the old secret expired before anyone pasted the new one
+            self._adopt(new)
+            state.retired_keys.append(old)
+            state.handed_over_at = outcome.handed_over_at
+            for step in (Step.CONNECT_PBX, Step.VERIFY):
+                state.steps[step] = StepStatus()
+            state.consent_confirmed_at = None
+            self._set_phase(Phase.EXPIRED)
+            self._warn(
+                "rotation",
+                f"The old client secret {old.hint}… expired at {old.expires_at:%Y-%m-%d %H:%M} UTC before the PBX "
+                f"was given the new one (key {new.key_id}): sync is down until it is pasted.",
+            )
+        else:  # confirmed, but the cut-over was never proven (the deadline, or the child failed)
+            self._adopt(new)
+            if workflow.now() >= old.expires_at:
+                state.retired_keys.append(old)
+            self._warn(
+                "rotation",
+                f"Rotation {outcome.workflow_id} ended before the PBX was seen signing in with the new key "
+                f"{new.key_id} ({outcome.message}). The service now tracks the new key; the old key {old.key_id} is "
+                f"left to expire at {old.expires_at:%Y-%m-%d %H:%M} UTC. If sync stops then, paste the new secret "
+                "again and sign in.",
+            )
+        state.last_rotation = outcome
+        await self._remove_retired_keys()
+
+    async def _rotation_failed(self, outcome: RotationStatus, known: RotationStatus) -> None:
+        """Nothing was confirmed: the PBX stays on the current secret, reminders and checks resume."""
+        state = self._state
+        if outcome.stage != RotationStage.ABANDONED:  # the child could not clean up after itself
+            outcome.stage = RotationStage.FAILED
+            if known.handed_over_at is None:
+                await self._discard_rotation_secrets(outcome.workflow_id)
+            elif outcome.new_secret is not None:
+                new = outcome.new_secret
+                outcome.message = (
+                    f"{outcome.message}; its new key {new.key_id} stays in Entra in case it was already pasted "
+                    f"into the PBX (it expires {new.expires_at:%Y-%m-%d})"
+                )
+        self._warn("rotation", f"Rotation {outcome.workflow_id} failed: {outcome.message}")
+        await self._notify(messages.rotation_failed(state.input.integration_id, outcome, self._secret))
+
+    async def _discard_rotation_secrets(self, rotation_id: str) -> None:
+        try:
+            await run_activity(
+                activity.DISCARD_OPERATION_SECRETS,
+                DiscardSecretsInput(
+                    integration_id=self._state.input.integration_id,
+                    tenant_id=self._app.tenant_id,
+                    application_object_id=self._app.application_object_id,
+                    operation_id=rotation_id,
+                ),
+                DiscardSecretsResult,
+            )
+        except ActivityError as err:
+            self._warn("discard", f"secrets of rotation {rotation_id} not cleaned up: {failure_reason(err)}")
+
+    def _adopt(self, new: SecretRef) -> None:
+        state = self._state
+        state.secret = new
+        state.rotations_completed += 1
+        # Reminders already sent for the old key are of no further use.
+        state.notifications_sent = [sent for sent in state.notifications_sent if new.key_id in sent]
+        self._upsert_search_attributes()
+
+    async def _remove_retired_keys(self) -> None:
+        """Remove keys that rotations replaced; a failure is retried at the next daily check until the
+        key has expired by itself (then it no longer works, and removing it is only tidiness)."""
+        state = self._state
+        for key in list(state.retired_keys):
+            topic = f"retired:{key.key_id}"
+            try:
+                await run_activity(
+                    activity.REMOVE_CLIENT_SECRET,
+                    RemoveSecretInput(
+                        integration_id=state.input.integration_id,
+                        tenant_id=self._app.tenant_id,
+                        application_object_id=self._app.application_object_id,
+                        key_id=key.key_id,
+                    ),
+                    ActivityResult,
+                )
+            except ActivityError as err:
+                if workflow.now() < key.expires_at:
+                    self._warn(
+                        topic,
+                        f"The old key {key.key_id} ({key.hint}…) is not removed yet: {failure_reason(err)}. "
+                        f"Retried daily until it expires at {key.expires_at:%Y-%m-%d %H:%M} UTC.",
+                    )
+                    continue
+            state.retired_keys.remove(key)
+            state.warnings.pop(topic, None)
 
     # ----------------------------------------------------------- the steps
 
@@ -322,6 +541,7 @@ class IntegrationWorkflow:
                 client_id=self._app.client_id,
                 key_id=self._secret.key_id,
                 timeout=opts.secret_replication_timeout,
+                sign_in_id=self._own_sign_in_id(),
             ),
             ProveSecretResult,
             start_to_close_timeout=opts.secret_replication_timeout + timedelta(minutes=1),
@@ -329,6 +549,8 @@ class IntegrationWorkflow:
 
     async def _verify(self) -> Verification:
         state = self._state
+        assert state.handed_over_at is not None, "set when the credentials were handed over"
+        sign_in_id = self._own_sign_in_id()
         return await run_activity(
             activity.VERIFY_INTEGRATION,
             VerifyInput(
@@ -336,11 +558,19 @@ class IntegrationWorkflow:
                 app=self._app,
                 key_id=self._secret.key_id,
                 permissions=list(REQUIRED_GRAPH_PERMISSIONS),
-                consent_confirmed_at=state.consent_confirmed_at,
+                handed_over_at=state.handed_over_at,
+                sign_in_id=sign_in_id,
+                own_sign_in_ids=state.own_sign_in_ids,
                 check_yeastar=state.input.yeastar_configured,
             ),
             Verification,
         )
+
+    def _own_sign_in_id(self) -> str:
+        """A correlation ID for the service's next sign-in as the app, remembered before it is used."""
+        sign_in_id = str(workflow.uuid4())
+        self._state.own_sign_in_ids.append(sign_in_id)
+        return sign_in_id
 
     # ----------------------------------------------- handlers (the human side)
 
@@ -359,82 +589,125 @@ class IntegrationWorkflow:
         if problems := uris.problems():
             raise ValueError("; ".join(problems))
 
-    @workflow.signal
-    def consent_completed(self, confirmation: ConsentConfirmation) -> None:
-        # Only meaningful once the credentials exist; an early signal is kept, it is not lost.
-        if self._state.consent_confirmed_at is None:
-            self._state.consent_confirmed_at = workflow.now()
-            self._state.consent_confirmed_by = confirmation.confirmed_by or "operator"
+    @workflow.update
+    def confirm_consent(self, confirmation: ConsentConfirmation) -> IntegrationStatus:
+        self._state.consent_confirmed_at = workflow.now()
+        self._state.consent_confirmed_by = confirmation.confirmed_by or "operator"
+        return self.status()
+
+    @confirm_consent.validator
+    def _validate_consent(self, confirmation: ConsentConfirmation) -> None:
+        state = self._state
+        if state.steps[Step.CONNECT_PBX].state == StepState.WAITING and state.consent_confirmed_at is None:
+            return
+        if state.rotation is not None:
+            raise ValueError(
+                "a rotation is waiting for the PBX: after pasting its new secret, confirm with pbx-updated"
+            )
+        if state.consent_confirmed_at is not None:
+            raise ValueError(
+                f"already confirmed at {state.consent_confirmed_at:%Y-%m-%d %H:%M} UTC by "
+                f"{state.consent_confirmed_by}; the integration is {state.phase}"
+            )
+        raise ValueError(
+            f"nothing to confirm yet: the integration is {state.phase}, and the client ID and secret to paste "
+            "into the PBX don't exist until the steps before are done (the status shows the card when it is time)"
+        )
 
     @workflow.signal
     def retry(self) -> None:
         # Only a parked workflow waits for this; elsewhere it would linger and skip a future Blocked.
-        if self._state.phase in (Phase.BLOCKED, Phase.EXPIRED):
-            self._retry_requested = True
+        if self._state.blocked is not None:
+            self._state.retry_requested = True
 
-    # ------------------------------------------- rotation (SecretRotationWorkflow talks to these)
+    # ------------------------------------------------------ rotation messages
+
+    @workflow.signal
+    def request_rotation(self, request: RotationRequest) -> None:
+        """A rotation asked for by the schedule: kept if the integration can rotate, else noted in the status."""
+        if not self._remember(request):
+            return
+        if refusal := self._rotation_refusal():
+            self._warn(
+                "rotation-request",
+                f"{request.reason.capitalize()} rotation request at {workflow.now():%Y-%m-%d %H:%M} UTC skipped: "
+                f"{refusal}",
+            )
+            return
+        self._state.pending_rotation = request
 
     @workflow.update
-    def begin_rotation(self, request: RotationStart) -> RotationPlan:
-        state = self._state
-        state.rotation = RotationStatus(
-            workflow_id=request.rotation_workflow_id,
-            reason=request.reason,
-            started_at=workflow.now(),
-            old_secret=self._secret,
-        )
-        self._set_phase(Phase.ROTATING)
-        self._rotation_changed = True
-        return RotationPlan(
-            integration_id=state.input.integration_id,
-            app=self._app,
-            current=self._secret,
-            options=state.input.options,
-            lifetime=state.secret_lifetime or state.input.options.secret_lifetime,
-        )
+    def rotate_now(self, request: RotationRequest) -> str:
+        """A rotation asked for by the operator; returns the ID of the rotation workflow about to start."""
+        if self._remember(request):
+            self._state.pending_rotation = request
+        return rotation_workflow_id(self._state.input.integration_id, self._state.rotations_started + 1)
 
-    @begin_rotation.validator
-    def _validate_begin_rotation(self, request: RotationStart) -> None:
+    @rotate_now.validator
+    def _validate_rotate_now(self, request: RotationRequest) -> None:
+        if refusal := self._rotation_refusal():
+            raise ValueError(refusal)
+
+    def _rotation_refusal(self) -> str | None:
         state = self._state
         if state.rotation is not None:
-            raise ValueError(f"rotation {state.rotation.workflow_id} is already in progress")
+            return f"a rotation is already running ({state.rotation.workflow_id}, {state.rotation.stage})"
+        if state.pending_rotation is not None:
+            return "a rotation is already starting"
         if state.phase != Phase.CONNECTED:
-            raise ValueError(
+            return (
                 f"the integration is {state.phase}; only a Connected integration rotates its secret "
-                "(a Blocked or Expired one gets a new secret with `retry`)"
+                "(a Blocked or Expired one gets a new secret with retry)"
             )
+        return None
+
+    def _remember(self, request: RotationRequest) -> bool:
+        """False for a request already seen (the same schedule action delivered twice)."""
+        seen = self._state.rotation_requests_seen
+        if request.request_id in seen:
+            return False
+        seen[:] = [*seen, request.request_id][-REMEMBERED_REQUESTS:]
+        return True
 
     @workflow.signal
     def rotation_progress(self, status: RotationStatus) -> None:
-        if self._state.rotation and status.workflow_id == self._state.rotation.workflow_id:
-            self._state.rotation = status
-            self._rotation_changed = True
+        rotation = self._state.rotation
+        if rotation is None or status.workflow_id != rotation.workflow_id:
+            return  # a late message from a rotation already settled
+        status.pbx_updated_at = status.pbx_updated_at or rotation.pbx_updated_at
+        self._state.rotation = status
 
-    @workflow.signal
-    def rotation_finished(self, status: RotationStatus) -> None:
-        state = self._state
-        if state.rotation is None or status.workflow_id != state.rotation.workflow_id:
-            return
-        state.rotation, state.last_rotation = None, status
-        if status.stage == RotationStage.COMPLETED and status.new_secret is not None:
-            state.secret = status.new_secret
-            state.rotations_completed += 1
-            state.credentials_checked_at = None
-        self._set_phase(Phase.CONNECTED)
-        self._rotation_changed = True
+    @workflow.update
+    async def confirm_pbx_updated(self, confirmation: ConsentConfirmation) -> RotationStatus:
+        """The admin pasted the new secret into the PBX and signed in again (again, if the cut-over check
+        still saw the old key): recorded here, then handed to the rotation."""
+        rotation = self._state.rotation
+        assert rotation is not None, "checked by the validator"
+        rotation.pbx_updated_at = workflow.now()
+        rotation.message = f"PBX updated, confirmed by {confirmation.confirmed_by or 'operator'}"
+        if self._rotation_child is not None:
+            await signal_quietly(
+                self._rotation_child.signal(SecretRotationWorkflow.pbx_secret_updated, confirmation),
+                "pbx_secret_updated",
+            )
+        return rotation
 
-    @workflow.signal
-    async def pbx_secret_updated(self, confirmation: ConsentConfirmation) -> None:
-        """The admin pasted the new secret into the PBX: hand it to the rotation that waits for it."""
+    @confirm_pbx_updated.validator
+    def _validate_pbx_updated(self, confirmation: ConsentConfirmation) -> None:
         rotation = self._state.rotation
         if rotation is None:
-            self._warn_latest("pbx_secret_updated arrived with no rotation in progress; ignored")
-            return
-        await workflow.get_external_workflow_handle(rotation.workflow_id).signal("pbx_secret_updated", confirmation)
+            raise ValueError(f"no rotation in progress (the integration is {self._state.phase})")
+        if rotation.stage not in CONFIRMABLE_ROTATION_STAGES:
+            raise ValueError(
+                f"rotation {rotation.workflow_id} is {rotation.stage}: the new secret isn't ready to paste yet"
+            )
+
+    # ------------------------------------------------------------------ query
 
     @workflow.query
     def status(self) -> IntegrationStatus:
         state = self._state
+        rotation_card = state.rotation.card if state.rotation else None
         return IntegrationStatus(
             integration_id=state.input.integration_id,
             workflow_id=workflow_id_for(state.input.integration_id),
@@ -446,17 +719,27 @@ class IntegrationWorkflow:
             granted_permissions=state.granted_permissions,
             verification=state.verification,
             blocked=state.blocked,
-            pending_human_action=state.rotation.card if state.rotation and state.rotation.card else state.instruction,
-            warnings=state.warnings,
+            pending_human_action=rotation_card or state.instruction,
+            pending_since=state.waiting.since if state.waiting else None,
+            warnings=list(state.warnings.values()),
             connected_at=state.connected_at,
             rotation=state.rotation,
             last_rotation=state.last_rotation,
             rotations_completed=state.rotations_completed,
+            retired_keys=state.retired_keys,
+            next_check_at=state.next_check_at,
             history_length=workflow.info().get_current_history_length(),
             continued_as_new=state.continued_as_new,
         )
 
     # --------------------------------------------------------------- helpers
+
+    @property
+    def _onboarded(self) -> bool:
+        return all(self._done(step) for step in Step)
+
+    def _done(self, step: Step) -> bool:
+        return self._state.steps[step].state in (StepState.DONE, StepState.SKIPPED)
 
     @property
     def _app(self) -> AppIds:
@@ -473,6 +756,10 @@ class IntegrationWorkflow:
         assert self._state.redirect_uris is not None, "no redirect URIs yet"
         return self._state.redirect_uris
 
+    def _next_slot(self) -> datetime:
+        opts = self._state.input.options
+        return daily_slot(self._state.input.integration_id, workflow.now(), opts.credential_check_interval)
+
     async def _step(self, step: Step, action: Callable[[], Awaitable[T]]) -> T | None:
         """Run a step unless already done; on a failure retrying can't fix, park Blocked until `retry`."""
         status = self._state.steps[step]
@@ -484,39 +771,54 @@ class IntegrationWorkflow:
                 result = await action()
             except ActivityError as err:
                 status.attempts += 1
-                blocked = _blocked_from(step, err, workflow.now())
+                blocked = _blocked_from(step, err, workflow.now(), resume_phase=self._state.phase)
                 status.state, status.last_error = StepState.FAILED, blocked.message
-                await self._park(blocked)
+                await self._block(blocked)
+                await self._wait_for_retry()
                 continue
             status.attempts += result.attempt if isinstance(result, ActivityResult) else 1
             status.state, status.finished_at = StepState.DONE, workflow.now()
             return result
 
-    async def _park(self, blocked: Blocked, phase: Phase = Phase.BLOCKED) -> None:
+    async def _block(self, blocked: Blocked, phase: Phase = Phase.BLOCKED) -> None:
+        """Park with the error and the fix; tell the channels now (then remind while it lasts)."""
         state = self._state
-        resume_phase = state.phase
-        state.blocked = blocked
+        state.blocked, state.retry_requested = blocked, False
         self._set_phase(phase)
         workflow.logger.warning(
             "integration blocked",
-            extra={
-                "integration_id": state.input.integration_id,
-                "step": blocked.step,
-                "error": blocked.error_type,
-            },
+            extra={"integration_id": state.input.integration_id, "step": blocked.step, "error": blocked.error_type},
         )
-        self._retry_requested = False
+        card = instructions.blocked_card(state.input.integration_id, blocked)
+        state.instruction = card
+        state.waiting = PendingHuman(kind="blocked", since=workflow.now())
+        await self._notify(
+            messages.human_reminder(
+                state.input.integration_id,
+                state.waiting,
+                card,
+                _blocked_summary(blocked),
+                severity="critical",
+                facts=self._facts(),
+            )
+        )
+
+    async def _wait_for_retry(self) -> None:
+        state = self._state
+        blocked = state.blocked
+        assert blocked is not None
         await self._wait_for_human(
             blocked.step,
-            lambda: self._retry_requested,
+            lambda: self._state.retry_requested,
             instructions.blocked_card(state.input.integration_id, blocked),
             kind="blocked",
-            summary=f"{blocked.message} Fix: {blocked.fix}",
+            summary=_blocked_summary(blocked),
             severity="critical",
         )
-        self._retry_requested = False
-        state.blocked = None
-        self._set_phase(Phase.PROVISIONING if phase == Phase.EXPIRED else resume_phase)
+        state.retry_requested, state.blocked = False, None
+        if blocked.restart_from is not None:
+            self._forget_from(blocked.restart_from)
+        self._set_phase(blocked.resume_phase)
 
     async def _wait_for_human(
         self,
@@ -529,116 +831,75 @@ class IntegrationWorkflow:
         severity: str = "warning",
     ) -> None:
         """Publish the card, then wait, reminding every `human_reminder_interval` until `done()`."""
-        state = self._state
+        state, opts = self._state, self._state.input.options
         state.instruction = card
-        if state.steps[step].state != StepState.FAILED:
+        if state.steps[step].state in (StepState.PENDING, StepState.RUNNING):
             self._mark(step, StepState.WAITING)
-        waiting_since = workflow.now()
-        reminders = 0
-        interval = state.input.options.human_reminder_interval
-        while not await wait(done, interval):
-            reminders += 1
+        if state.waiting is None or state.waiting.kind != kind:
+            state.waiting = PendingHuman(kind=kind, since=workflow.now())
+
+        async def remind(pending: PendingHuman) -> None:
             workflow.logger.info(
                 "still waiting for a human",
-                extra={"integration_id": state.input.integration_id, "kind": kind, "reminder": reminders},
+                extra={"integration_id": state.input.integration_id, "kind": kind, "reminder": pending.reminders},
             )
             await self._notify(
-                f"{kind}:{waiting_since:%Y%m%dT%H%M%S}:{reminders}",
-                kind=kind,
-                severity=severity,
-                title=card.title,
-                summary=f"{summary} Waiting since {waiting_since:%Y-%m-%d %H:%M} UTC (reminder {reminders}).",
-                next_action=card.commands[-1] if card.commands else card.steps[0],
-                escalate=reminders > state.input.options.escalate_after_reminders,
+                messages.human_reminder(
+                    state.input.integration_id, pending, card, summary, severity=severity, facts=self._facts()
+                ),
+                escalate=pending.reminders > opts.escalate_after_reminders,
             )
 
+        await wait_for_human(
+            state.waiting,
+            done,
+            every=opts.human_reminder_interval,
+            remind=remind,
+            alarms=self._alarms,
+            checkpoint=self._checkpoint,
+        )
+        state.waiting = None
+
     async def _send_due_expiry_reminders(self, secret: SecretRef, now: datetime) -> None:
-        due = [o for o in self._state.input.options.reminder_offsets if secret.expires_at - o <= now]
-        unsent = [o for o in due if self._expiry_reminder_id(secret, o) not in self._state.notifications_sent]
-        if not unsent:
-            return
-        # After downtime several offsets may be due at once: send only the most urgent, skip the rest.
-        for offset in unsent:
-            self._state.notifications_sent.append(self._expiry_reminder_id(secret, offset))
-        offset = min(unsent)
-        days = offset.days
-        already_sent = sum(
-            1 for sent in self._state.notifications_sent if sent.startswith(f"secret_expiry:{secret.key_id}:")
-        ) - len(unsent)
-        await self._notify(
-            self._expiry_reminder_id(secret, offset),
-            kind="secret_expiry",
-            severity="critical" if days <= 3 else "warning",
-            title=(
-                "Client secret expires now"
-                if days == 0
-                else f"Client secret expires in {days} day{'s' if days != 1 else ''}"
-            ),
-            summary=f"The Entra client secret {secret.hint}… used by the PBX expires at "
-            f"{secret.expires_at:%Y-%m-%d %H:%M} UTC. When it does, directory sync, SSO and Teams "
-            "presence stop.",
-            next_action=f"python starter.py retry {self._state.input.integration_id}"
-            if days == 0
-            else f"python starter.py rotate {self._state.input.integration_id}",
-            due=secret.expires_at,
-            escalate=already_sent >= self._state.input.options.escalate_after_reminders,
+        state, opts = self._state, self._state.input.options
+        offset, sent_before = due_expiry_reminder(
+            secret.expires_at, opts.reminder_offsets, state.notifications_sent, partial(_expiry_key, secret), now
         )
+        if offset is not None:
+            await self._notify(
+                messages.expiry_reminder(state.input.integration_id, secret, offset, self._facts()),
+                escalate=sent_before >= opts.escalate_after_reminders,
+            )
 
-    def _expiry_reminder_id(self, secret: SecretRef, offset: timedelta) -> str:
-        return f"secret_expiry:{secret.key_id}:{offset.days}d"
-
-    def _next_events(self, secret: SecretRef, now: datetime) -> list[datetime]:
-        opts = self._state.input.options
-        checked = self._state.credentials_checked_at or now
-        events = [checked + opts.credential_check_interval, secret.expires_at]
-        events += [
-            secret.expires_at - o
-            for o in opts.reminder_offsets
-            if self._expiry_reminder_id(secret, o) not in self._state.notifications_sent
-        ]
-        return [max(at, now + timedelta(seconds=1)) for at in events]
-
-    async def _notify(
-        self,
-        key: str,
-        *,
-        kind: str,
-        severity: str,
-        title: str,
-        summary: str,
-        next_action: str,
-        due: datetime | None = None,
-        escalate: bool = False,
-    ) -> None:
+    def _next_wake(self, secret: SecretRef, now: datetime) -> datetime:
         state = self._state
-        notification = Notification(
-            notification_id=f"{state.input.integration_id}:{key}",
-            integration_id=state.input.integration_id,
-            kind=kind,
-            severity=severity,
-            title=title,
-            summary=summary,
-            due=due,
-            next_action=next_action,
-            facts={
-                k: v
-                for k, v in {
-                    "Phase": str(state.phase),
-                    "Tenant": state.input.tenant_id,
-                    "Client ID": state.app.client_id if state.app else None,
-                }.items()
-                if v is not None
-            },
+        assert state.next_check_at is not None
+        reminder = next_expiry_reminder_at(
+            secret.expires_at,
+            state.input.options.reminder_offsets,
+            state.notifications_sent,
+            partial(_expiry_key, secret),
         )
-        if problem := await notify(notification, escalate=escalate):
-            self._warn_latest(problem)
+        return max(min(state.next_check_at, secret.expires_at, reminder or secret.expires_at), now)
 
-    async def _continue_as_new_if_needed(self) -> None:
-        if not history_too_long(self._state.input.options.max_history_events):
+    async def _notify(self, notification: Notification, *, escalate: bool = False) -> None:
+        if problems := await notify(notification, escalate=escalate):
+            self._warn("notifications", "; ".join(problems))
+
+    def _facts(self) -> dict[str, str]:
+        state = self._state
+        facts = {"Phase": str(state.phase), "Tenant": state.input.tenant_id}
+        return facts | ({"Client ID": state.app.client_id} if state.app else {})
+
+    async def _checkpoint(self) -> None:
+        """Continue-as-new once history is long. Never while a rotation runs: the child's outcome must
+        reach this run (its history meanwhile grows only by the rotation's few progress messages)."""
+        state = self._state
+        if state.rotation is not None or not history_too_long(state.input.options.max_history_events):
             return
         await workflow.wait_condition(workflow.all_handlers_finished)
-        self._state.continued_as_new += 1
-        workflow.continue_as_new(args=[self._state.input, self._state])
+        state.continued_as_new += 1
+        workflow.continue_as_new(args=[state.input, state])
 
     def _mark(self, step: Step, state: StepState, *, detail: str | None = None) -> None:
         status = self._state.steps[step]
@@ -652,18 +913,17 @@ class IntegrationWorkflow:
         if detail:
             status.detail = detail
 
-    def _warn_latest(self, warning: str) -> None:
-        """Keep only the newest of a recurring warning (first word identifies it)."""
-        prefix = warning.split(" ", 1)[0]
-        self._state.warnings = [w for w in self._state.warnings if not w.startswith(prefix)] + [warning]
+    def _warn(self, topic: str, warning: str) -> None:
+        self._state.warnings[topic] = warning
 
-    def _warn(self, warning: str) -> None:
-        if warning not in self._state.warnings:
-            self._state.warnings.append(warning)
+    def _replace_warnings(self, source: str, warnings: list[str]) -> None:
+        kept = {topic: text for topic, text in self._state.warnings.items() if not topic.startswith(f"{source}:")}
+        self._state.warnings = kept | {f"{source}:{number}": text for number, text in enumerate(warnings)}
 
     def _set_phase(self, phase: Phase) -> None:
-        self._state.phase = phase
-        self._upsert_search_attributes()
+        if self._state.phase != phase:
+            self._state.phase = phase
+            self._upsert_search_attributes()
 
     def _upsert_search_attributes(self) -> None:
         state = self._state
@@ -679,26 +939,29 @@ class IntegrationWorkflow:
         workflow.upsert_search_attributes(updates)
 
 
-def _blocked_from(step: Step, err: ActivityError, now: datetime) -> Blocked:
+def _expiry_key(secret: SecretRef, offset: timedelta) -> str:
+    return f"secret_expiry:{secret.key_id}:{offset.days}d"
+
+
+def _blocked_summary(blocked: Blocked) -> str:
+    return f"{blocked.message} Fix: {blocked.fix}"
+
+
+def _blocked_from(step: Step, err: ActivityError, now: datetime, *, resume_phase: Phase) -> Blocked:
     """Turn an activity failure into what the operator sees: the error and the fix, in plain words."""
     cause = err.cause
     if isinstance(cause, ApplicationError):
         fix = str(cause.details[0]) if cause.details else "See the worker log for details, then retry."
-        return Blocked(step=step, error_type=cause.type or "Error", message=cause.message, fix=fix, since=now)
-    if isinstance(cause, ActivityTimeout):
-        return Blocked(
-            step=step,
-            error_type="Timeout",
-            message=f"Step '{step}' did not complete in time ({cause.type.name if cause.type else '?'} "
-            "timeout); "
-            "Microsoft Graph or the worker kept failing.",
-            fix="Check the worker is running and can reach Microsoft Graph (worker log), then retry.",
-            since=now,
+        error_type, message = cause.type or "Error", cause.message
+    elif isinstance(cause, ActivityTimeout):
+        error_type, fix = (
+            "Timeout",
+            "Check the worker is running and can reach Microsoft Graph (worker log), then retry.",
         )
-    return Blocked(
-        step=step,
-        error_type=type(cause).__name__,
-        message=str(cause or err),
-        fix="See the worker log.",
-        since=now,
-    )
+        message = (
+            f"Step '{step}' did not complete in time ({cause.type.name if cause.type else '?'} timeout); "
+            "Microsoft Graph or the worker kept failing."
+        )
+    else:
+        error_type, message, fix = type(cause).__name__, str(cause or err), "See the worker log."
+    return Blocked(step=step, error_type=error_type, message=message, fix=fix, since=now, resume_phase=resume_phase)

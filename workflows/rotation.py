@@ -1,335 +1,320 @@
 """SecretRotationWorkflow: replace an integration's client secret with zero downtime.
 
-New secret first → proven to work → the human pastes it into the PBX → evidence that the PBX signs in
-with it → only then the old key ID is removed. Started by the integration's Temporal Schedule (or
-`starter.py rotate`); the integration workflow accepts it (one rotation at a time) and stays the
-single source of truth for status, which this workflow keeps informed by signals.
+A child of the integration workflow, which starts it when asked to rotate and settles its outcome:
+new secret first → proven to work → the human pastes it into the PBX → sign-in evidence that the PBX
+uses it. Every wait ends by the old secret's expiry at the latest; the result says how far it got:
+
+- ``cutover_proven``: the integration adopts the new secret and removes the old key;
+- ``old_secret_expired``: the deadline came first (before the paste, or while the PBX was still
+  seen on the old key); nothing is removed while the PBX may still use it;
+- ``abandoned``: the new secret could not be created or proven; it was removed again.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 
+from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import names as activity
-    from activities.models import (
-        ActivityResult,
-        BeginRotationInput,
+    from models import activity_names as activity
+    from models.activities import (
         CreateSecretInput,
         CutoverEvidence,
         CutoverInput,
+        DiscardSecretsInput,
+        DiscardSecretsResult,
         ProveSecretInput,
         ProveSecretResult,
-        RemoveSecretInput,
     )
-    from notifications.message import Notification
-    from workflows import instructions
-    from workflows.models import (
+    from models.integration import (
         ConsentConfirmation,
         InstructionCard,
+        PendingHuman,
         RotationPlan,
-        RotationRequest,
         RotationStage,
         RotationStatus,
         SecretRef,
-        workflow_id_for,
     )
-    from workflows.shared import history_too_long, notify, run_activity, wait
+    from notifications.message import Notification
+    from workflows import instructions, messages
+    from workflows.alarms import Alarms
+    from workflows.human import wait_for_human
+    from workflows.notify import notify
+    from workflows.shared import failure_reason, history_too_long, run_activity, signal_quietly
 
-# Within this many days of the old secret's expiry, reminders about the pending paste turn critical.
-URGENT_BEFORE_EXPIRY = timedelta(days=7)
-MAX_HISTORY_EVENTS = 2000
+# While the PBX keeps using the old key, sign-in logs are read less and less often, down to this.
+SLOWEST_CUTOVER_POLL = timedelta(hours=1)
 
 
-class RotationCarry(RotationStatus):
-    """State carried across continue-as-new while the rotation waits a long time for the human."""
+class RotationCarry(BaseModel):
+    """The rotation's whole state, carried across continue-as-new during its long waits."""
 
     plan: RotationPlan
-    reminders_sent: int = 0
-    expiry_alarm_sent: bool = False
+    status: RotationStatus
+    # Correlation IDs of the service's own sign-ins with the new key: never the PBX's evidence.
+    own_sign_in_ids: list[str] = Field(default_factory=list)
+    # The paste being waited for, or (during the cut-over check) the PBX seen on the old key.
+    waiting: PendingHuman | None = None
+    poll_every: timedelta | None = None
 
 
 @workflow.defn
 class SecretRotationWorkflow:
     @workflow.init
-    def __init__(self, request: RotationRequest, carry: RotationCarry | None = None) -> None:
-        self._request = request
-        self._carry = carry
-        self._confirmation: ConsentConfirmation | None = None
-
-    @workflow.run
-    async def run(self, request: RotationRequest, carry: RotationCarry | None = None) -> RotationStatus:
-        if self._carry is None:
-            plan = await self._begin()
-            if plan is None:
-                return RotationStatus(
-                    workflow_id=workflow.info().workflow_id,
-                    reason=request.reason,
-                    stage=RotationStage.ABANDONED,
-                    started_at=workflow.now(),
-                    finished_at=workflow.now(),
-                    message=f"skipped: {self._skip_reason}",
-                )
-            self._carry = RotationCarry(
+    def __init__(self, plan: RotationPlan, carry: RotationCarry | None = None) -> None:
+        self._carry = carry or RotationCarry(
+            plan=plan,
+            status=RotationStatus(
                 workflow_id=workflow.info().workflow_id,
-                reason=request.reason,
+                reason=plan.reason,
                 started_at=workflow.now(),
                 old_secret=plan.current,
-                plan=plan,
-            )
-        carry = self._carry
-        try:
-            if carry.new_secret is None:
-                await self._create_new_secret(carry)
-            if carry.pbx_updated_at is None:
-                await self._wait_for_pbx(carry)
-            if carry.cutover_evidence is None:
-                await self._verify_cutover(carry)
-            await self._set_stage(carry, RotationStage.REMOVING_OLD_SECRET, card=None)
-            await self._remove_secret(carry, carry.plan.current.key_id)
-        except ActivityError as err:
-            return await self._abandon(carry, err)
-        carry.finished_at = workflow.now()
-        carry.stage = RotationStage.COMPLETED
-        carry.message = f"old key {carry.plan.current.key_id} removed; the PBX uses key {self._new.key_id}"
-        await self._tell_integration("rotation_finished", carry)
-        workflow.logger.info("rotation completed", extra={"integration_id": carry.plan.integration_id})
-        return _public(carry)
+            ),
+        )
+        self._alarms = Alarms()
+
+    @workflow.run
+    async def run(self, plan: RotationPlan, carry: RotationCarry | None = None) -> RotationStatus:
+        status = self._carry.status
+        if status.new_secret is None and not await self._create_new_secret():
+            return self._finish(RotationStage.ABANDONED)
+        if status.pbx_updated_at is None and not await self._wait_for_pbx():
+            return self._finish(RotationStage.OLD_SECRET_EXPIRED)
+        if not await self._verify_cutover():
+            return self._finish(RotationStage.OLD_SECRET_EXPIRED)
+        return self._finish(RotationStage.CUTOVER_PROVEN)
 
     @workflow.signal
     def pbx_secret_updated(self, confirmation: ConsentConfirmation) -> None:
-        self._confirmation = confirmation
+        # The integration only forwards this once the new secret's card is shown.
+        status = self._carry.status
+        status.pbx_updated_at = workflow.now()
+        status.message = f"PBX updated, confirmed by {confirmation.confirmed_by or 'operator'}"
 
     @workflow.query
-    def status(self) -> RotationStatus | None:
-        return self._carry
+    def status(self) -> RotationStatus:
+        return self._carry.status
 
     # ------------------------------------------------------------------ steps
 
-    async def _begin(self) -> RotationPlan | None:
-        self._skip_reason = ""
+    async def _create_new_secret(self) -> bool:
+        carry = self._carry
+        plan, status = carry.plan, carry.status
         try:
-            return await run_activity(
-                activity.BEGIN_ROTATION,
-                BeginRotationInput(
-                    integration_id=self._request.integration_id,
-                    rotation_workflow_id=workflow.info().workflow_id,
-                    reason=self._request.reason,
+            status.new_secret = await run_activity(
+                activity.CREATE_CLIENT_SECRET,
+                CreateSecretInput(
+                    integration_id=plan.integration_id,
+                    tenant_id=plan.app.tenant_id,
+                    application_object_id=plan.app.application_object_id,
+                    # Unique per rotation: a retried activity reconciles, never adds twice.
+                    operation_id=status.workflow_id,
+                    description=f"Yeastar PBX {plan.integration_id} (rotation)",
+                    expires_at=workflow.now() + plan.lifetime,
                 ),
-                RotationPlan,
-                schedule_to_close_timeout=timedelta(minutes=5),
+                SecretRef,
+            )
+            sign_in_id = str(workflow.uuid4())
+            carry.own_sign_in_ids.append(sign_in_id)
+            await run_activity(
+                activity.PROVE_SECRET,
+                ProveSecretInput(
+                    integration_id=plan.integration_id,
+                    tenant_id=plan.app.tenant_id,
+                    client_id=plan.app.client_id,
+                    key_id=status.new_secret.key_id,
+                    timeout=plan.options.secret_replication_timeout,
+                    sign_in_id=sign_in_id,
+                ),
+                ProveSecretResult,
+                start_to_close_timeout=plan.options.secret_replication_timeout + timedelta(minutes=1),
             )
         except ActivityError as err:
-            # The integration said no (not Connected, or another rotation runs): nothing to undo.
-            self._skip_reason = _reason(err)
-            workflow.logger.info("rotation skipped", extra={"reason": self._skip_reason})
-            return None
+            status.message = f"no working new secret: {failure_reason(err)}; {await self._discard_new_secret()}"
+            status.new_secret = None
+            return False
+        return True
 
-    async def _create_new_secret(self, carry: RotationCarry) -> None:
-        plan = carry.plan
-        secret = await run_activity(
-            activity.CREATE_CLIENT_SECRET,
-            CreateSecretInput(
-                integration_id=plan.integration_id,
-                tenant_id=plan.app.tenant_id,
-                application_object_id=plan.app.application_object_id,
-                # The workflow ID is unique per rotation: a retried activity reconciles, never adds twice.
-                operation_id=workflow.info().workflow_id,
-                description=f"Yeastar PBX {plan.integration_id} (rotation)",
-                expires_at=workflow.now() + plan.lifetime,
-            ),
-            SecretRef,
+    async def _discard_new_secret(self) -> str:
+        plan, status = self._carry.plan, self._carry.status
+        try:
+            await run_activity(
+                activity.DISCARD_OPERATION_SECRETS,
+                DiscardSecretsInput(
+                    integration_id=plan.integration_id,
+                    tenant_id=plan.app.tenant_id,
+                    application_object_id=plan.app.application_object_id,
+                    operation_id=status.workflow_id,
+                ),
+                DiscardSecretsResult,
+            )
+        except ActivityError as err:
+            return f"removing what was created failed too ({failure_reason(err)})"
+        return "nothing was left behind"
+
+    async def _wait_for_pbx(self) -> bool:
+        """The card is shown until the PBX is confirmed updated; False if the old secret expires first."""
+        carry = self._carry
+        plan, status = carry.plan, carry.status
+        status.handed_over_at = status.handed_over_at or workflow.now()
+        card = instructions.rotation_card(plan.integration_id, plan.app, self._new, plan.current)
+        await self._set_stage(RotationStage.WAITING_FOR_PBX, card)
+        carry.waiting = carry.waiting or PendingHuman(kind="rotation_paste", since=status.handed_over_at)
+
+        async def remind(pending: PendingHuman) -> None:
+            await self._notify(
+                messages.paste_reminder(plan, status, pending, workflow.now()),
+                escalate=pending.reminders > plan.options.escalate_after_reminders,
+            )
+
+        pasted = await wait_for_human(
+            carry.waiting,
+            lambda: self._carry.status.pbx_updated_at is not None,
+            every=plan.options.human_reminder_interval,
+            remind=remind,
+            alarms=self._alarms,
+            checkpoint=self._checkpoint,
+            deadline=plan.current.expires_at,
         )
-        carry.new_secret = secret
-        await run_activity(
-            activity.PROVE_SECRET,
-            ProveSecretInput(
-                integration_id=plan.integration_id,
-                tenant_id=plan.app.tenant_id,
-                client_id=plan.app.client_id,
-                key_id=secret.key_id,
-                timeout=plan.options.secret_replication_timeout,
-            ),
-            ProveSecretResult,
-            start_to_close_timeout=plan.options.secret_replication_timeout + timedelta(minutes=1),
-        )
+        carry.waiting = None
+        if not pasted:
+            status.message = (
+                f"the old secret expired at {plan.current.expires_at:%Y-%m-%d %H:%M} UTC before the PBX was "
+                "given the new one"
+            )
+            await self._notify(messages.old_secret_expired_before_paste(plan, status), escalate=True)
+        return pasted
 
-    async def _wait_for_pbx(self, carry: RotationCarry) -> None:
-        plan = carry.plan
-        card = instructions.rotation_card(plan.integration_id, plan.app, self._new, carry.plan.current)
-        await self._set_stage(carry, RotationStage.WAITING_FOR_PBX, card=card)
-        interval = plan.options.human_reminder_interval
-        while True:
-            if self._confirmation is None:  # a confirmation that already arrived must not be carried away
-                await self._continue_as_new_if_needed(carry)
-            old_expiry = carry.plan.current.expires_at
-            if workflow.now() >= old_expiry and not carry.expiry_alarm_sent:
-                carry.expiry_alarm_sent = True
-                await self._notify(
-                    carry,
-                    "old_secret_expired",
-                    severity="critical",
-                    title="PBX sync is down: paste the new client secret now",
-                    summary=f"The old client secret {carry.plan.current.hint}… expired at {old_expiry:%Y-%m-%d %H:%M} "
-                    "UTC before the PBX was given the new one. The new secret is ready and kept; the old key is "
-                    "not removed until the PBX is confirmed on the new one.",
-                    escalate=True,
-                )
-            next_reminder = carry.started_at + interval * (carry.reminders_sent + 1)
-            wake_at = next_reminder if carry.expiry_alarm_sent else min(next_reminder, old_expiry)
-            if await wait(lambda: self._confirmation is not None, wake_at - workflow.now()):
-                break
-            if workflow.now() >= next_reminder:
-                carry.reminders_sent += 1
-                urgent = old_expiry - workflow.now() <= URGENT_BEFORE_EXPIRY
-                await self._notify(
-                    carry,
-                    f"reminder:{carry.reminders_sent}",
-                    severity="critical" if urgent else "warning",
-                    title="Paste the new client secret into the PBX",
-                    summary=f"A new client secret is ready for {plan.integration_id}. The old one expires at "
-                    f"{old_expiry:%Y-%m-%d %H:%M} UTC (reminder {carry.reminders_sent}).",
-                    escalate=carry.reminders_sent > plan.options.escalate_after_reminders,
-                )
-        assert self._confirmation is not None
-        carry.pbx_updated_at = workflow.now()
-        carry.message = f"PBX updated, confirmed by {self._confirmation.confirmed_by or 'operator'}"
-        await self._tell_integration("rotation_progress", carry)
-
-    async def _verify_cutover(self, carry: RotationCarry) -> None:
+    async def _verify_cutover(self) -> bool:
         """Sign-in logs must show the PBX on the new key and no longer on the old one; without access to
-        them, wait the grace period instead."""
-        plan = carry.plan
-        opts = plan.options
-        await self._set_stage(carry, RotationStage.VERIFYING_CUTOVER, card=None)
-        assert carry.pbx_updated_at is not None
-        stale_warned = False
+        them, the grace period is waited instead. False if the old key expires first."""
+        carry = self._carry
+        plan, status, opts = carry.plan, carry.status, carry.plan.options
+        if status.stage != RotationStage.VERIFYING_CUTOVER:
+            await self._set_stage(RotationStage.VERIFYING_CUTOVER, None)
+        deadline = plan.current.expires_at
         while True:
-            evidence = await run_activity(
+            await self._checkpoint()
+            confirmed_at = status.pbx_updated_at
+            assert confirmed_at is not None
+            evidence = await self._cutover_evidence()
+            now = workflow.now()
+            if evidence is not None and not evidence.readable:
+                status.cutover_evidence = (
+                    f"sign-in logs not readable ({evidence.reason}); waited the {opts.cutover_grace_period} grace "
+                    "period after the confirmation"
+                )
+                await self._alarms.wait_until(confirmed_at + opts.cutover_grace_period)
+                return True
+            if evidence is not None and _moved(evidence, confirmed_at, now, opts.sign_in_settle_time):
+                status.cutover_evidence = (
+                    f"{evidence.new_key_sign_ins} PBX sign-in(s) with the new key, none with the old key in the "
+                    f"last {opts.sign_in_settle_time}"
+                )
+                return True
+            if now >= deadline:
+                status.message = (
+                    f"the old key expired at {deadline:%Y-%m-%d %H:%M} UTC before sign-ins showed the PBX on the "
+                    "new one"
+                )
+                return False
+            if evidence is not None and now - confirmed_at >= opts.sign_in_settle_time:
+                await self._still_on_old_key(now)
+            carry.poll_every = _next_poll(carry.poll_every, opts.sign_in_poll_interval, stalled=carry.waiting)
+            reconfirmed = await self._alarms.wait_until(
+                min(now + carry.poll_every, deadline), partial(self._confirmed_since, confirmed_at)
+            )
+            if reconfirmed:  # pasted again: the settle window starts over, at the quick pace
+                carry.waiting, carry.poll_every = None, None
+                await self._set_stage(RotationStage.VERIFYING_CUTOVER, None)
+
+    async def _cutover_evidence(self) -> CutoverEvidence | None:
+        """None when the logs could not be read this time (Graph down): the next poll tries again."""
+        carry = self._carry
+        plan, status = carry.plan, carry.status
+        assert status.handed_over_at is not None
+        try:
+            return await run_activity(
                 activity.CUTOVER_EVIDENCE,
                 CutoverInput(
                     tenant_id=plan.app.tenant_id,
                     client_id=plan.app.client_id,
-                    old_key_id=carry.plan.current.key_id,
+                    old_key_id=plan.current.key_id,
                     new_key_id=self._new.key_id,
-                    since=carry.pbx_updated_at,
+                    since=status.handed_over_at,
+                    own_sign_in_ids=carry.own_sign_in_ids,
                 ),
                 CutoverEvidence,
             )
-            now = workflow.now()
-            if not evidence.readable:
-                grace = opts.cutover_grace_period
-                carry.cutover_evidence = (
-                    f"sign-in logs not readable ({evidence.reason}); waited the {grace} grace period"
-                )
-                await workflow.sleep(opts.cutover_grace_period)
-                return
-            settled = now - carry.pbx_updated_at >= opts.sign_in_settle_time
-            old_quiet = evidence.last_old_use is None or now - evidence.last_old_use >= opts.sign_in_settle_time
-            moved = evidence.last_new_use is not None and (
-                evidence.last_old_use is None or evidence.last_new_use > evidence.last_old_use
-            )
-            if settled and moved and old_quiet:
-                carry.cutover_evidence = (
-                    f"{evidence.new_key_sign_ins} PBX sign-in(s) with the new key since the confirmation, "
-                    f"none with the old key in the last {opts.sign_in_settle_time}"
-                )
-                return
-            if (
-                evidence.last_old_use is not None
-                and not stale_warned
-                and now - carry.pbx_updated_at >= opts.sign_in_settle_time
-            ):
-                stale_warned = True
-                await self._notify(
-                    carry,
-                    "still_old_key",
-                    severity="warning",
-                    title="The PBX still signs in with the old client secret",
-                    summary="Sign-in logs show the PBX using the old key after you confirmed the update. Check "
-                    "that the new secret was saved in the PBX and that you signed in again; the old key stays "
-                    "until the PBX has moved.",
-                )
-            await workflow.sleep(opts.sign_in_poll_interval)
+        except ActivityError as err:
+            status.warning = f"sign-in logs unreadable at {workflow.now():%Y-%m-%d %H:%M} UTC: {failure_reason(err)}"
+            return None
+
+    async def _still_on_old_key(self, now: datetime) -> None:
+        """The PBX was confirmed but is still seen on the old key (or not at all): say so where the
+        operator looks (the status card) and remind, escalating, until it moves or the deadline."""
+        carry = self._carry
+        plan, opts = carry.plan, carry.plan.options
+        if carry.waiting is None:
+            carry.waiting = PendingHuman(kind="cutover_stalled", since=now)
+            card = instructions.cutover_stalled_card(plan.integration_id, plan.app, self._new, plan.current)
+            await self._set_stage(RotationStage.VERIFYING_CUTOVER, card)
+        elif now < carry.waiting.since + opts.human_reminder_interval * (carry.waiting.reminders + 1):
+            return
+        else:
+            carry.waiting.reminders += 1
+        await self._notify(
+            messages.cutover_stalled(plan, carry.status, carry.waiting.reminders, now),
+            escalate=carry.waiting.reminders > opts.escalate_after_reminders,
+        )
 
     # --------------------------------------------------------------- helpers
 
+    def _confirmed_since(self, confirmed_at: datetime) -> bool:
+        updated = self._carry.status.pbx_updated_at
+        return updated is not None and updated > confirmed_at
+
     @property
     def _new(self) -> SecretRef:
-        assert self._carry is not None and self._carry.new_secret is not None
-        return self._carry.new_secret
+        assert self._carry.status.new_secret is not None
+        return self._carry.status.new_secret
 
-    async def _set_stage(self, carry: RotationCarry, stage: RotationStage, *, card: InstructionCard | None) -> None:
-        carry.stage, carry.card = stage, card
-        await self._tell_integration("rotation_progress", carry)
+    def _finish(self, stage: RotationStage) -> RotationStatus:
+        status = self._carry.status
+        status.stage, status.finished_at, status.card = stage, workflow.now(), None
+        workflow.logger.info("rotation ended", extra={"rotation": status.workflow_id, "stage": str(stage)})
+        return status
 
-    async def _tell_integration(self, signal: str, carry: RotationCarry) -> None:
-        status = _public(carry)
-        handle = workflow.get_external_workflow_handle(workflow_id_for(carry.plan.integration_id))
-        await handle.signal(signal, status)
+    async def _set_stage(self, stage: RotationStage, card: InstructionCard | None) -> None:
+        status = self._carry.status
+        status.stage, status.card = stage, card
+        parent = workflow.info().parent
+        if parent is not None:
+            integration = workflow.get_external_workflow_handle(parent.workflow_id)
+            await signal_quietly(integration.signal("rotation_progress", status), "rotation_progress")
 
-    async def _remove_secret(self, carry: RotationCarry, key_id: str) -> None:
-        await run_activity(
-            activity.REMOVE_CLIENT_SECRET,
-            RemoveSecretInput(
-                integration_id=carry.plan.integration_id,
-                tenant_id=carry.plan.app.tenant_id,
-                application_object_id=carry.plan.app.application_object_id,
-                key_id=key_id,
-            ),
-            ActivityResult,
-        )
+    async def _notify(self, notification: Notification, *, escalate: bool = False) -> None:
+        if problems := await notify(notification, escalate=escalate):
+            self._carry.status.warning = "; ".join(problems)
 
-    async def _abandon(self, carry: RotationCarry, err: ActivityError) -> RotationStatus:
-        """A step failed for good. Before the PBX has the new secret, remove the unused new one; after,
-        never remove anything (the PBX may be using either)."""
-        if carry.new_secret is not None and carry.pbx_updated_at is None:
-            try:
-                await self._remove_secret(carry, carry.new_secret.key_id)
-                carry.new_secret = None
-            except ActivityError:
-                pass  # left in place; the status says so below
-        carry.stage, carry.finished_at, carry.card = RotationStage.ABANDONED, workflow.now(), None
-        carry.message = f"rotation abandoned: {_reason(err)}"
-        await self._tell_integration("rotation_finished", carry)
-        await self._notify(
-            carry, "abandoned", severity="critical", title="Client secret rotation failed", summary=carry.message
-        )
-        return _public(carry)
-
-    async def _notify(
-        self, carry: RotationCarry, key: str, *, severity: str, title: str, summary: str, escalate: bool = False
-    ) -> None:
-        integration_id = carry.plan.integration_id
-        await notify(
-            Notification(
-                notification_id=f"{integration_id}:rotation:{carry.workflow_id}:{key}".replace("/", "-"),
-                integration_id=integration_id,
-                kind="rotation_pending",
-                severity=severity,
-                title=title,
-                summary=summary,
-                due=carry.plan.current.expires_at,
-                next_action=f"python starter.py pbx-updated {integration_id}",
-                facts={"Client ID": carry.plan.app.client_id, "Old key": carry.plan.current.key_id}
-                | ({"New key": carry.new_secret.key_id} if carry.new_secret else {}),
-            ),
-            escalate=escalate,
-        )
-
-    async def _continue_as_new_if_needed(self, carry: RotationCarry) -> None:
-        if history_too_long(MAX_HISTORY_EVENTS):
+    async def _checkpoint(self) -> None:
+        if history_too_long(self._carry.plan.options.max_history_events):
             await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(args=[self._request, carry])
+            workflow.continue_as_new(args=[self._carry.plan, self._carry])
 
 
-def _public(carry: RotationCarry) -> RotationStatus:
-    return RotationStatus.model_validate(carry.model_dump(exclude={"plan", "reminders_sent", "expiry_alarm_sent"}))
+def _moved(evidence: CutoverEvidence, confirmed_at: datetime, now: datetime, settle: timedelta) -> bool:
+    """Sign-ins with the new key, the newest after any with the old, and the old quiet for `settle`
+    (sign-ins reach the logs minutes late) at least `settle` after the confirmation."""
+    new, old = evidence.last_new_use, evidence.last_old_use
+    return now - confirmed_at >= settle and new is not None and (old is None or (new > old and now - old >= settle))
 
 
-def _reason(err: ActivityError) -> str:
-    cause = err.cause
-    return cause.message if isinstance(cause, ApplicationError) else str(cause or err)
+def _next_poll(current: timedelta | None, base: timedelta, *, stalled: PendingHuman | None) -> timedelta:
+    if current is None or stalled is None:
+        return base
+    return min(current * 2, max(base, SLOWEST_CUTOVER_POLL))

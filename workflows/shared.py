@@ -1,19 +1,14 @@
-"""Workflow-side helpers shared by the integration and rotation workflows (deterministic code only)."""
+"""Workflow-side helpers shared by the workflows (deterministic code only)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
-
-with workflow.unsafe.imports_passed_through():
-    from activities import names as activity
-    from activities.models import NotifyInput
-    from notifications.message import Notification
+from temporalio.exceptions import FailureError
 
 T = TypeVar("T")
 
@@ -21,15 +16,10 @@ T = TypeVar("T")
 # retries whole attempts (worker died, Graph down) for up to half an hour before the step is Blocked.
 GRAPH_OPTIONS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=3),
-    # Activities heartbeat every few seconds: a killed worker's task is retried elsewhere quickly.
+    # Long steps heartbeat every few seconds: a killed worker's task is retried elsewhere quickly.
     "heartbeat_timeout": timedelta(seconds=15),
     "schedule_to_close_timeout": timedelta(minutes=30),
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=2)),
-}
-NOTIFY_OPTIONS: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=1),
-    "schedule_to_close_timeout": timedelta(hours=1),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=5)),
 }
 
 
@@ -38,25 +28,27 @@ async def run_activity(name: str, arg: Any, result_type: type[T], **options: Any
     return result
 
 
-async def wait(condition: Callable[[], bool], at_most: timedelta) -> bool:
-    """True if `condition` became true, False if `at_most` passed first."""
+async def signal_quietly(sending: Awaitable[None], signal: str) -> bool:
+    """Await ``sending`` (a signal to another workflow); False, logged and never raised, if that
+    workflow has closed or is unknown.
+
+    A message between workflows must not fail its sender: the receiver may have ended a moment ago,
+    and each sender learns how its peers ended by other means (a child's result, a status query).
+    """
     try:
-        await workflow.wait_condition(condition, timeout=max(at_most, timedelta(seconds=1)))
-    except TimeoutError:
+        await sending
+    except FailureError as err:
+        workflow.logger.warning("signal not delivered", extra={"signal": signal, "error": str(err)})
         return False
     return True
 
 
-async def notify(notification: Notification, *, escalate: bool = False) -> str | None:
-    """Deliver a notification; returns why it failed instead of raising (a reminder that can't be
-    delivered must not stop an integration)."""
-    try:
-        await workflow.execute_activity(
-            activity.NOTIFY, NotifyInput(notification=notification, escalate=escalate), **NOTIFY_OPTIONS
-        )
-    except ActivityError as err:
-        return f"notification {notification.notification_id} not delivered: {err.cause or err}"
-    return None
+def failure_reason(err: FailureError) -> str:
+    """The plain-words reason of a failed activity or child workflow (its innermost cause)."""
+    innermost = err
+    while isinstance(innermost.cause, FailureError):
+        innermost = innermost.cause
+    return innermost.message or str(innermost)
 
 
 def history_too_long(limit: int) -> bool:

@@ -1,17 +1,19 @@
-"""``/_sim`` admin API (no auth, never under /v1.0): inspect state, move the clock, set faults, and
-play the human steps (interactive admin consent, device code approval)."""
+"""``/_sim`` admin API (no auth, never under /v1.0): inspect state, move the clock, set faults, age the
+provisioning identity's credential, and play the human steps (interactive admin consent, device code
+approval)."""
 
 from __future__ import annotations
 
 import html
 import secrets
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
 from simulators.clock import OffsetClock
 from simulators.entra.config import FAULT_FIELDS
-from simulators.entra.context import NOW_KEY, SimContext, sim_of
+from simulators.entra.context import NOW_KEY, SimContext, new_id, sim_of
 from simulators.entra.directory import (
     application_json,
     assignment_json,
@@ -25,7 +27,7 @@ from simulators.entra.directory import (
     user_json,
 )
 from simulators.entra.errors import AdminError
-from simulators.entra.seed import ADMIN_UPN
+from simulators.entra.seed import ADMIN_UPN, provisioning_credentials
 from simulators.entra.state import Application, DirectoryUser, PermissionGrant, iso
 
 Json = dict[str, Any]
@@ -194,6 +196,7 @@ async def interactive_consent(request: web.Request) -> web.Response:
         app_display_name=app.display_name,
         event_type="interactiveUser",
         ip_address=request.remote,
+        correlation_id=new_id(),
         user_id=user.id,
         user_principal_name=user.user_principal_name,
         user_display_name=user.display_name,
@@ -285,6 +288,32 @@ async def add_certificate(request: web.Request) -> web.Response:
     )
 
 
+async def set_provisioning_credential(request: web.Request) -> web.Response:
+    """Move the end date of the provisioning app's configured secret (and certificate) to now (the
+    simulator clock) + ``expires_in_days``: negative expires it, so sign-ins with it fail as in Entra."""
+    ctx, now = sim_of(request), request[NOW_KEY]
+    days = (await _body(request)).get("expires_in_days")
+    if not isinstance(days, int | float) or isinstance(days, bool):
+        raise AdminError(400, "expires_in_days must be a number")
+    try:
+        end = now + timedelta(days=days)
+    except (OverflowError, ValueError):  # beyond datetime's range, or NaN
+        raise AdminError(400, "expires_in_days out of range") from None
+    secret, certificate = provisioning_credentials(ctx)
+    if secret is None and certificate is None:
+        raise AdminError(404, "the provisioning app has no configured secret or certificate")
+    for credential in (secret, certificate):
+        if credential is not None:
+            credential.end = end
+    ctx.state.touch()
+    return web.json_response(
+        {
+            "passwordCredential": secret.graph_json() if secret else None,
+            "keyCredential": certificate.graph_json() if certificate else None,
+        }
+    )
+
+
 def add_admin_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/_sim/state", get_state)
@@ -296,4 +325,5 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_post("/_sim/license", set_license)
     r.add_post("/_sim/device/approve", approve_device)
     r.add_post("/_sim/apps/{app_id}/certificates", add_certificate)
+    r.add_post("/_sim/provisioning-credential", set_provisioning_credential)
     r.add_get("/devicelogin", device_login_page)

@@ -25,6 +25,9 @@ class EntraSimConfig:
     retry_after_seconds: float = 1.0
     error_rate: float = 0.0  # fraction of Graph requests answering 503
     drop_rate: float = 0.0  # fraction of Graph requests whose connection is dropped
+    # Fraction of Graph writes (POST/PATCH/PUT/DELETE) that are carried out and committed, and whose
+    # connection is then dropped without an answer: the lost response a re-sent write must survive.
+    drop_after_commit_rate: float = 0.0
     latency_ms: float = 0.0  # added to every Graph and token request
     seed: int = 0
     # Sign-in logs become visible this long after the sign-in (Entra: minutes).
@@ -48,6 +51,7 @@ FAULT_FIELDS: dict[str, type] = {
     "retry_after_seconds": float,
     "error_rate": float,
     "drop_rate": float,
+    "drop_after_commit_rate": float,
     "latency_ms": float,
     "seed": int,
     "sign_in_delay_seconds": float,

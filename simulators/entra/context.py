@@ -72,6 +72,9 @@ CTX_KEY = web.AppKey("entra_sim_context", SimContext)
 # Set by the Graph middleware: the simulator time of the request (read once) and its IDs.
 NOW_KEY = web.RequestKey("entra_sim_now", datetime)
 REQUEST_ID_KEY = web.RequestKey("entra_sim_request_id", str)
+# Set by the login middleware: the client's ``client-request-id`` (MSAL sends a fresh one per token
+# request), else a random one. Entra records it as the sign-in's correlationId and echoes it in errors.
+CORRELATION_ID_KEY = web.RequestKey("entra_sim_correlation_id", str)
 
 
 def sim_of(request: web.Request) -> SimContext:

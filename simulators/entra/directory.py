@@ -158,8 +158,9 @@ def graph_roles_of(ctx: SimContext, sp: ServicePrincipal) -> list[str]:
     return sorted(values)
 
 
-def record_sign_in(ctx: SimContext, now: datetime, **fields: Any) -> SignIn:
-    sign_in = SignIn(id=new_id(), created=now, correlation_id=new_id(), **fields)
+def record_sign_in(ctx: SimContext, now: datetime, *, correlation_id: str, **fields: Any) -> SignIn:
+    """``correlation_id``: the token request's ``client-request-id`` (how a client finds its own sign-ins)."""
+    sign_in = SignIn(id=new_id(), created=now, correlation_id=correlation_id, **fields)
     ctx.state.record_sign_in(sign_in)
     return sign_in
 

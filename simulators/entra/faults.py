@@ -21,6 +21,13 @@ def transport_faults(ctx: SimContext) -> None:
         raise GraphError(503, "ServiceUnavailable", "The service is temporarily unavailable. Please retry later.")
 
 
+def drop_after_commit(ctx: SimContext) -> None:
+    """Called after a write's handler succeeded: drop the connection so the answer is lost."""
+    rate = ctx.config.drop_after_commit_rate
+    if rate > 0 and ctx.rng.random() < rate:
+        raise DropConnection()
+
+
 def throttle_write(ctx: SimContext, caller_app_id: str) -> None:
     """Every Nth Graph write (counted by ``state.write_count``) answers 429, like the identity write limits."""
     every = ctx.config.throttle_every_n_writes

@@ -2,7 +2,8 @@
 certificate assertion, device code, refresh token) and the device code endpoint.
 
 Errors carry Entra's AADSTS numbers, e.g. 7000215 (wrong or not yet replicated secret), 7000222
-(expired secret), 700016 (unknown client), 90002 (unknown tenant).
+(expired secret), 700027 (certificate unknown, expired or signature invalid), 700016 (unknown client),
+90002 (unknown tenant).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 import string
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -26,6 +27,7 @@ from simulators.entra.catalog import (
     WELL_KNOWN_PUBLIC_CLIENTS,
 )
 from simulators.entra.context import (
+    CORRELATION_ID_KEY,
     DEVICE_CODE_LIFETIME_SECONDS,
     NOW_KEY,
     DeviceAuthorization,
@@ -146,7 +148,12 @@ def _check_secret(ctx: SimContext, app: Application, secret: str, now: datetime)
     match = next((c for c in app.password_credentials if c.matches(secret)), None)
     if match is not None and now > match.end:
         raise OAuthError(
-            401, "invalid_client", 7000222, f"The provided client secret keys for app '{app.app_id}' are expired."
+            401,
+            "invalid_client",
+            7000222,
+            f"The provided client secret keys for app '{app.app_id}' are expired. Visit the Azure portal to create "
+            "new keys for your app: https://aka.ms/NewClientSecret, or consider using certificate credentials for "
+            "added security: https://aka.ms/certCreds.",
         )
     # A brand-new secret is rejected exactly like a wrong one until it has replicated.
     if match is None or now < match.start or not ctx.replicated(match.created, now):
@@ -158,6 +165,11 @@ def _check_secret(ctx: SimContext, app: Application, secret: str, now: datetime)
             f"value, not the client secret ID, for a secret added to app '{app.app_id}'.",
         )
     return match
+
+
+def _us_time(moment: datetime) -> str:
+    """How Entra's error descriptions show a key's validity window (UTC)."""
+    return moment.astimezone(UTC).strftime("%m/%d/%Y %H:%M:%S")
 
 
 def _assertion_error(aadsts: int, description: str) -> OAuthError:
@@ -187,7 +199,13 @@ def _check_assertion(ctx: SimContext, app: Application, assertion: str, now: dat
             "[Reason - The key was not found.]",
         )
     if not key.start <= now <= key.end:
-        raise _assertion_error(700027, f"The certificate with identifier '{key.key_id}' has expired.")
+        # Entra's wording for an expired key (public reports); "not yet valid" is our own by analogy.
+        reason = "The key used is expired." if now > key.end else "The key used is not yet valid."
+        raise _assertion_error(
+            700027,
+            f"Client assertion contains an invalid signature. [Reason - {reason}, Thumbprint of key used by client: "
+            f"'{key.sha1_thumbprint}', Found key 'Start={_us_time(key.start)}, End={_us_time(key.end)}']",
+        )
     public_key = x509.load_pem_x509_certificate(key.certificate_pem.encode()).public_key()
     try:
         jwt.decode(
@@ -233,6 +251,7 @@ async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]
         "app_display_name": app.display_name,
         "event_type": "servicePrincipal",
         "ip_address": request.remote,
+        "correlation_id": request[CORRELATION_ID_KEY],
     }
     sp = ctx.state.service_principal_by_app_id(app.app_id)
     sign_in["service_principal_id"] = sp.id if sp else None
@@ -300,6 +319,7 @@ def _user_tokens(
         app_display_name=client_name,
         event_type="interactiveUser" if interactive else "nonInteractiveUser",
         ip_address=request.remote,
+        correlation_id=request[CORRELATION_ID_KEY],
         user_id=user.id,
         user_principal_name=user.user_principal_name,
         user_display_name=user.display_name,

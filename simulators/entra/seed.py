@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from simulators.entra.catalog import (
     GRAPH_APP_ID,
@@ -22,7 +23,14 @@ from simulators.entra.directory import (
     new_key_credential,
     new_password_credential,
 )
-from simulators.entra.state import DirectoryGroup, DirectoryUser, EntraState, ServicePrincipal
+from simulators.entra.state import (
+    DirectoryGroup,
+    DirectoryUser,
+    EntraState,
+    KeyCredential,
+    PasswordCredential,
+    ServicePrincipal,
+)
 from simulators.entra.tokens import new_signing_key
 
 ADMIN_UPN = f"admin@{TENANT_DOMAIN}"
@@ -34,6 +42,14 @@ _FIRST = ["Adele", "Alex", "Diego", "Grady", "Isaiah", "Johanna", "Lee", "Lidia"
 _LAST = ["Vance", "Wilber", "Siciliani", "Archie", "Langer", "Lorenz", "Gu", "Holloway", "Bowen", "Wilke"]
 _JOBS = ["Sales Manager", "Support Engineer", "Marketing Assistant", "Developer", "Office Manager"]
 _GROUPS = [("Sales", "Sales team"), ("Support", "Customer support"), ("All Company", "Everyone")]
+
+
+class ProvisioningCredentials(NamedTuple):
+    """The provisioning app's credentials that carry the configured secret and certificate (None if
+    absent, e.g. removed through Graph, or no certificate configured)."""
+
+    secret: PasswordCredential | None
+    certificate: KeyCredential | None
 
 
 def stable_id(tenant_id: str, *parts: str) -> str:
@@ -141,3 +157,16 @@ def reconcile_provisioning_app(ctx: SimContext, now: datetime) -> None:
     for role_id in sorted(wanted - have):
         assign_app_role(ctx, sp, graph, role_id, seeded_at)
     state.touch()
+
+
+def provisioning_credentials(ctx: SimContext) -> ProvisioningCredentials:
+    config = ctx.config
+    app = ctx.state.application_by_app_id(config.provisioning_client_id)
+    if app is None:
+        return ProvisioningCredentials(None, None)
+    secret = next((c for c in app.password_credentials if c.display_name == PROVISIONING_SECRET_NAME), None)
+    certificate = None
+    if config.provisioning_certificate_pem is not None:
+        thumbprint = new_key_credential(config.provisioning_certificate_pem).sha1_thumbprint
+        certificate = next((k for k in app.key_credentials if k.sha1_thumbprint == thumbprint), None)
+    return ProvisioningCredentials(secret, certificate)

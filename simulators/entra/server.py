@@ -13,7 +13,6 @@ import logging
 import random
 import socket
 import ssl
-import uuid
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
@@ -23,13 +22,18 @@ from aiohttp import web
 from simulators.clock import Clock, OffsetClock
 from simulators.entra.admin import add_admin_routes
 from simulators.entra.config import EntraSimConfig
-from simulators.entra.context import CTX_KEY, NOW_KEY, REQUEST_ID_KEY, SimContext
+from simulators.entra.context import CORRELATION_ID_KEY, CTX_KEY, NOW_KEY, REQUEST_ID_KEY, SimContext, new_id
 from simulators.entra.errors import AdminError, DropConnection, GraphError, OAuthError
-from simulators.entra.faults import throttle_write, transport_faults
+from simulators.entra.faults import drop_after_commit, throttle_write, transport_faults
 from simulators.entra.graph import PRINCIPAL_KEY, add_graph_routes
 from simulators.entra.oauth import add_oauth_routes
 from simulators.entra.persistence import StatePersister, load_state
-from simulators.entra.seed import new_state, reconcile_provisioning_app
+from simulators.entra.seed import (
+    ProvisioningCredentials,
+    new_state,
+    provisioning_credentials,
+    reconcile_provisioning_app,
+)
 from simulators.entra.state import EntraState, RequestRecord
 from simulators.entra.tokens import authenticate
 
@@ -49,7 +53,7 @@ def _json_error(status: int, body: object, headers: dict[str, str] | None = None
 
 async def _graph(request: web.Request, handler: Handler, ctx: SimContext) -> web.StreamResponse:
     now = request[NOW_KEY]
-    request_id = str(uuid.uuid4())
+    request_id = new_id()
     client_request_id = request.headers.get("client-request-id") or request_id
     request[REQUEST_ID_KEY] = request_id
     resource = request.match_info.route.resource
@@ -72,6 +76,8 @@ async def _graph(request: web.Request, handler: Handler, ctx: SimContext) -> web
             raise GraphError(
                 405, "Request_BadRequest", "Specified HTTP method is not allowed for the request uri."
             ) from None
+        if write:
+            drop_after_commit(ctx)
     except DropConnection:
         if request.transport is not None:
             request.transport.abort()
@@ -88,13 +94,13 @@ async def _graph(request: web.Request, handler: Handler, ctx: SimContext) -> web
 
 
 async def _login(request: web.Request, handler: Handler, ctx: SimContext) -> web.StreamResponse:
+    request[CORRELATION_ID_KEY] = request.headers.get("client-request-id") or new_id()
     try:
         return await handler(request)
     except OAuthError as exc:
-        trace_id = str(uuid.uuid4())
-        correlation_id = request.headers.get("client-request-id") or str(uuid.uuid4())
         log.debug("token endpoint error AADSTS%s", exc.aadsts)
-        return _json_error(exc.status, exc.body(trace_id, correlation_id, request[NOW_KEY], ctx.base_url))
+        body = exc.body(new_id(), request[CORRELATION_ID_KEY], request[NOW_KEY], ctx.base_url)
+        return _json_error(exc.status, body)
 
 
 @web.middleware
@@ -169,6 +175,11 @@ class EntraSimulator:
     @property
     def clock(self) -> Clock:
         return self._ctx.clock
+
+    @property
+    def provisioning_credentials(self) -> ProvisioningCredentials:
+        """The provisioning app's credentials carrying ``config.provisioning_secret`` / ``_certificate_pem``."""
+        return provisioning_credentials(self._ctx)
 
     @property
     def authority(self) -> str:

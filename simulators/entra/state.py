@@ -6,6 +6,7 @@ never held: a password credential keeps the SHA-256 of its value and the 3-chara
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections import Counter, deque
@@ -60,7 +61,8 @@ class KeyCredential(BaseModel):
 
     def graph_json(self) -> dict[str, Any]:
         return {
-            "customKeyIdentifier": self.sha1_thumbprint,
+            # Edm.Binary, so base64 in JSON; for a certificate it defaults to the SHA-1 thumbprint's bytes.
+            "customKeyIdentifier": base64.b64encode(bytes.fromhex(self.sha1_thumbprint)).decode(),
             "displayName": self.display_name,
             "endDateTime": iso(self.end),
             "key": None,

@@ -78,7 +78,9 @@ def entra_settings(sim: EntraSimulator, ca: LocalCA, **overrides: Any) -> EntraS
     return EntraSettings(**{**values, **overrides})
 
 
-def app_provider(sim: EntraSimulator, ca: LocalCA, client_id: str, secret: SecretStr) -> MsalTokenProvider:
+def app_provider(
+    sim: EntraSimulator, ca: LocalCA, client_id: str, secret: SecretStr, correlation_id: str | None = None
+) -> MsalTokenProvider:
     """Sign in as ``client_id`` (e.g. a freshly created app) with ``secret``."""
     return MsalTokenProvider(
         sim.config.tenant_id,
@@ -89,6 +91,7 @@ def app_provider(sim: EntraSimulator, ca: LocalCA, client_id: str, secret: Secre
         ca_bundle=ca.ca_file,
         instance_discovery=False,
         retry=FAST_RETRY,
+        correlation_id=correlation_id,
     )
 
 

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import random
 import socket
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
 import pytest
+from cryptography import x509
 
 from clients.errors import (
     ApiError,
@@ -25,13 +29,14 @@ from clients.errors import (
     Transient,
 )
 from clients.graph import GRAPH_APP_ID, GraphClient, _error_from_response
-from clients.graph_models import Application
-from clients.msal_auth import MsalTokenProvider
+from clients.graph_models import Application, KeyCredential
+from clients.msal_auth import CertificateCredential, MsalTokenProvider
 from clients.retry import RetryConfig
+from simulators.entra.catalog import DEFAULT_PROVISIONING_ROLES
 from simulators.entra.server import EntraSimulator
 from simulators.entra.state import Application as SimApplication
 from simulators.entra.tokens import new_signing_key
-from simulators.tls import LocalCA
+from simulators.tls import LocalCA, create_client_certificate
 from tests.clients.conftest import (
     FAST_RETRY,
     RecordingSleep,
@@ -162,6 +167,47 @@ async def test_password_add_list_remove(graph: GraphClient, sim: EntraSimulator)
     await graph.remove_password(app.id, new.key_id)
     assert stored.password_credentials == []
     assert await graph.list_passwords(app.id) == []
+
+
+async def test_add_password_whose_answer_was_lost_after_commit_is_transient(
+    graph: GraphClient, sim: EntraSimulator, sleep: RecordingSleep
+) -> None:
+    app = await new_app(graph)
+    sim.config.drop_after_commit_rate = 1.0
+    with pytest.raises(Transient) as caught:
+        await graph.add_password(app.id, "op-1")
+    assert caught.value.status is None
+    # The secret exists although the caller never saw it: only listing by its tag can find it.
+    stored = sim.state.application(app.id)
+    assert stored is not None and [c.display_name for c in stored.password_credentials] == ["op-1"]
+    assert route_count(sim, "POST", ADD_PASSWORD) == 1 and sleep.delays == []
+
+
+async def test_remove_password_converges_when_its_answer_was_lost(
+    graph: GraphClient, sim: EntraSimulator, sleep: RecordingSleep
+) -> None:
+    app = await new_app(graph)
+    new = await graph.add_password(app.id, "op-1")
+    sim.config.drop_after_commit_rate = 1.0
+    sleep.on_sleep = lambda: setattr(sim.config, "drop_after_commit_rate", 0.0)
+    await graph.remove_password(app.id, new.key_id)
+    stored = sim.state.application(app.id)
+    assert stored is not None and stored.password_credentials == []
+    # The first attempt removed the key but its answer was lost; the re-sent one found it gone.
+    assert [r.status for r in sim.state.request_log if r.route.endswith("/removePassword")] == [0, 404]
+    assert len(sleep.delays) == 1
+
+
+async def test_removing_a_key_that_is_already_gone_succeeds(graph: GraphClient, sim: EntraSimulator) -> None:
+    app = await new_app(graph)
+    kept = await graph.add_password(app.id, "kept")
+    await graph.remove_password(app.id, str(uuid.uuid4()))
+    stored = sim.state.application(app.id)
+    assert stored is not None and [c.key_id for c in stored.password_credentials] == [kept.key_id]
+    await graph.delete_application(app.id)
+    await graph.remove_password(app.id, kept.key_id)  # the app itself is gone
+    statuses = [r.status for r in sim.state.request_log if r.route.endswith("/removePassword")]
+    assert statuses == [404, 404]
 
 
 async def test_quick_second_secret_hits_concurrency_violation_and_is_retried(
@@ -427,6 +473,7 @@ async def test_sign_ins_without_licence_are_permission_denied(
     with pytest.raises(PermissionDenied) as caught:
         await graph.list_service_principal_sign_ins(sim.config.provisioning_client_id)
     assert (caught.value.status, caught.value.code) == (403, "Authentication_RequestFromNonPremiumTenantOrB2CTenant")
+    assert caught.value.permission == "AuditLog.Read.All (with an Entra ID P1/P2 licence)"
 
 
 async def test_missing_permission_is_permission_denied(start_entra: StartEntra, ca: LocalCA) -> None:
@@ -435,7 +482,98 @@ async def test_missing_permission_is_permission_denied(start_entra: StartEntra, 
         with pytest.raises(PermissionDenied) as caught:
             await graph.get_default_app_management_policy()
     assert (caught.value.status, caught.value.code) == (403, "Authorization_RequestDenied")
+    assert caught.value.permission == "Policy.Read.All"
+    assert str(caught.value) == (
+        "PermissionDenied: 403 Authorization_RequestDenied: Insufficient privileges to complete the operation. "
+        f"(needs the Microsoft Graph application permission Policy.Read.All) (request-id {caught.value.request_id})"
+    )
     assert graph.calls == 1
+
+
+async def test_consent_grants_need_directory_read_all(start_entra: StartEntra, ca: LocalCA) -> None:
+    roles = [role for role in DEFAULT_PROVISIONING_ROLES if role != "Directory.Read.All"]
+    sim = await start_entra(provisioning_roles=roles)
+    async with provisioning_graph(sim, ca) as graph:
+        provisioning_sp = await graph.get_service_principal_by_app_id(sim.config.provisioning_client_id)
+        with pytest.raises(PermissionDenied) as caught:
+            await graph.list_oauth2_permission_grants(provisioning_sp.id)
+    assert (caught.value.status, caught.value.permission) == (403, "Directory.Read.All")
+
+
+GraphCall = Callable[[GraphClient], Awaitable[object]]
+SOME_ID = "00000000-0000-4000-8000-0000000000ff"
+# Every GraphClient call and the least-privileged application permission Microsoft documents for it.
+LEAST_PRIVILEGE: list[tuple[str, GraphCall, str]] = [
+    ("upsert_application", lambda g: g.upsert_application("x", APP_BODY), "Application.ReadWrite.All"),
+    ("get_application", lambda g: g.get_application(SOME_ID), "Application.Read.All"),
+    ("get_application_by_app_id", lambda g: g.get_application_by_app_id(SOME_ID), "Application.Read.All"),
+    ("get_application_by_unique_name", lambda g: g.get_application_by_unique_name("x"), "Application.Read.All"),
+    ("update_application", lambda g: g.update_application(SOME_ID, {}), "Application.ReadWrite.All"),
+    ("delete_application", lambda g: g.delete_application(SOME_ID), "Application.ReadWrite.All"),
+    ("add_password", lambda g: g.add_password(SOME_ID, "x"), "Application.ReadWrite.All"),
+    ("remove_password", lambda g: g.remove_password(SOME_ID, SOME_ID), "Application.ReadWrite.All"),
+    ("list_passwords", lambda g: g.list_passwords(SOME_ID), "Application.Read.All"),
+    ("create_service_principal", lambda g: g.create_service_principal(SOME_ID), "Application.ReadWrite.All"),
+    ("get_service_principal_by_app_id", lambda g: g.get_service_principal_by_app_id(SOME_ID), "Application.Read.All"),
+    ("get_graph_service_principal", lambda g: g.get_graph_service_principal(), "Application.Read.All"),
+    ("list_app_role_assignments", lambda g: g.list_app_role_assignments(SOME_ID), "Application.Read.All"),
+    ("list_app_role_assigned_to", lambda g: g.list_app_role_assigned_to(SOME_ID), "Application.Read.All"),
+    ("assign_app_role", lambda g: g.assign_app_role(SOME_ID, SOME_ID, SOME_ID), "AppRoleAssignment.ReadWrite.All"),
+    (
+        "delete_app_role_assignment",
+        lambda g: g.delete_app_role_assignment(SOME_ID, SOME_ID),
+        "AppRoleAssignment.ReadWrite.All",
+    ),
+    ("list_users", lambda g: g.list_users(), "User.Read.All"),
+    ("list_oauth2_permission_grants", lambda g: g.list_oauth2_permission_grants(SOME_ID), "Directory.Read.All"),
+    ("get_default_app_management_policy", lambda g: g.get_default_app_management_policy(), "Policy.Read.All"),
+    (
+        "list_service_principal_sign_ins",
+        lambda g: g.list_service_principal_sign_ins(SOME_ID),
+        "AuditLog.Read.All (with an Entra ID P1/P2 licence)",
+    ),
+]
+
+
+async def test_every_refusal_names_the_permission_the_call_needs(start_entra: StartEntra, ca: LocalCA) -> None:
+    sim = await start_entra(provisioning_roles=[])  # a provisioning app holding no Graph permission
+    async with provisioning_graph(sim, ca) as graph:
+        for name, call, permission in LEAST_PRIVILEGE:
+            with pytest.raises(PermissionDenied) as caught:
+                await call(graph)
+            assert (name, caught.value.status, caught.value.permission) == (name, 403, permission)
+            assert f"(needs the Microsoft Graph application permission {permission})" in str(caught.value)
+    public = {name for name in vars(GraphClient) if not name.startswith("_")} - {"close"}
+    assert public == {name for name, _, _ in LEAST_PRIVILEGE}  # a new method gets a row here
+
+
+async def test_reading_the_provisioning_apps_own_credential_expiry(
+    start_entra: StartEntra, ca: LocalCA, tmp_path: Path
+) -> None:
+    certificate = create_client_certificate(tmp_path, "provisioning")
+    sim = await start_entra(provisioning_certificate_pem=certificate.cert_pem)
+    configured = sim.provisioning_credentials
+    assert configured.secret is not None and configured.certificate is not None
+    async with provisioning_graph(sim, ca) as graph:
+        app = await graph.get_application_by_app_id(sim.config.provisioning_client_id)
+        [secret] = app.password_credentials
+        assert (secret.key_id, secret.hint) == (configured.secret.key_id, sim.config.provisioning_secret[:3])
+        assert secret.end_date_time == configured.secret.end
+        [key] = app.key_credentials
+        assert key.thumbprint == CertificateCredential.from_pem_file(certificate.pem_path).thumbprint
+        assert key.end_date_time == x509.load_pem_x509_certificate(certificate.cert_pem).not_valid_after_utc
+        assert (key.key_id, key.type, key.usage) == (configured.certificate.key_id, "AsymmetricX509Cert", "Verify")
+
+        await sim_admin(sim, ca, "provisioning-credential", {"expires_in_days": 10})
+        in_ten_days = await sim.clock.now() + timedelta(days=10)
+        moved = await graph.get_application_by_app_id(sim.config.provisioning_client_id)
+    for end in (moved.password_credentials[0].end_date_time, moved.key_credentials[0].end_date_time):
+        assert end is not None and timedelta(0) <= in_ten_days - end < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("identifier", [None, "", "not base64!", "aGVsbG8="])  # "aGVsbG8=": 5 bytes, not a SHA-1
+def test_key_credential_without_a_thumbprint(identifier: str | None) -> None:
+    assert KeyCredential(key_id=SOME_ID, custom_key_identifier=identifier).thumbprint is None
 
 
 # --- tokens and requests ----------------------------------------------------------------------------
@@ -523,6 +661,21 @@ def test_error_mapping(status: int, code: str, message: str, expected: type[ApiE
     error = _error_from_response(status, {}, body)
     assert type(error) is expected
     assert (error.status, error.code, error.message, error.request_id) == (status, code, message, "r-1")
+
+
+def test_permission_denied_names_the_permission() -> None:
+    body = '{"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges."}}'
+    unknown = _error_from_response(403, {}, body)
+    assert isinstance(unknown, PermissionDenied) and unknown.permission is None
+    assert str(unknown) == "PermissionDenied: 403 Authorization_RequestDenied: Insufficient privileges."
+    named = _error_from_response(403, {"request-id": "r-3"}, body, permission="User.Read.All")
+    assert isinstance(named, PermissionDenied) and named.message == "Insufficient privileges."
+    assert str(named) == (
+        "PermissionDenied: 403 Authorization_RequestDenied: Insufficient privileges. "
+        "(needs the Microsoft Graph application permission User.Read.All) (request-id r-3)"
+    )
+    # Only a refusal names it.
+    assert not isinstance(_error_from_response(404, {}, body, permission="User.Read.All"), PermissionDenied)
 
 
 def test_error_without_graph_body_uses_headers() -> None:

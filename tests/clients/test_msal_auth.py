@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
@@ -18,7 +21,7 @@ from structlog.testing import capture_logs
 from clients.errors import AuthenticationFailed, Throttled, Transient
 from clients.graph import GraphClient
 from clients.graph_models import NewPassword
-from clients.msal_auth import CertificateCredential, MsalTokenProvider
+from clients.msal_auth import SIGN_IN_IDS_KEPT, CertificateCredential, MsalTokenProvider
 from common.settings import SettingsError
 from simulators.entra.server import EntraSimulator
 from simulators.tls import LocalCA, create_client_certificate, server_ssl_context
@@ -203,6 +206,103 @@ async def test_expired_secret_is_not_waited_for(start_entra: StartEntra, ca: Loc
         await provider.prove_secret_works(timeout=5.0)
     assert caught.value.aadsts == "AADSTS7000222"
     assert token_requests(sim, new.app_id) == 1
+
+
+# --- telling the provider's own sign-ins from anyone else's ------------------------------------------
+
+
+async def plain_token_request(sim: EntraSimulator, ca: LocalCA, client_id: str, secret: str) -> str:
+    """A token request made without MSAL (e.g. by the PBX); returns the client-request-id it sent."""
+    request_id = str(uuid.uuid4())
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": client_id,
+        "client_secret": secret,
+        "scope": f"{sim.url}/.default",
+    }
+    context = ssl.create_default_context(cafile=str(ca.ca_file))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sim.authority}/oauth2/v2.0/token", data=form, headers={"client-request-id": request_id}, ssl=context
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+    return request_id
+
+
+async def test_sign_in_ids_are_the_correlation_ids_of_the_providers_own_sign_ins(
+    start_entra: StartEntra, ca: LocalCA
+) -> None:
+    sim = await start_entra()
+    new = await create_app_with_secret(sim, ca, secret_replication=0.3)
+    provider = app_provider(sim, ca, new.app_id, new.password.secret_text)
+    await provider.prove_secret_works(timeout=5.0, sleep=RecordingSleep())
+    proving = provider.sign_in_ids
+    assert len(proving) >= 2 and len(set(proving)) == len(proving)  # rejected attempts, then success
+
+    someone_else = await plain_token_request(sim, ca, new.app_id, new.password.secret_text.get_secret_value())
+    await provider.invalidate(await provider.token())
+    await provider.token()
+    assert provider.sign_in_ids[: len(proving)] == proving and len(provider.sign_in_ids) == len(proving) + 1
+
+    async with provisioning_graph(sim, ca) as graph:
+        sign_ins = await graph.list_service_principal_sign_ins(new.app_id)  # newest first
+    logged = [s.correlation_id for s in reversed(sign_ins)]
+    assert logged == [*proving, someone_else, provider.sign_in_ids[-1]]
+    assert someone_else not in provider.sign_in_ids
+    assert [s.status.error_code for s in reversed(sign_ins)][: len(proving)] == [7000215] * (len(proving) - 1) + [0]
+
+
+async def test_a_chosen_correlation_id_marks_every_sign_in_of_the_provider(
+    start_entra: StartEntra, ca: LocalCA
+) -> None:
+    """The workflow picks the ID before the activity runs, so its own sign-ins stay recognisable even
+    when an attempt dies before reporting anything back."""
+    sim = await start_entra()
+    new = await create_app_with_secret(sim, ca, secret_replication=0.3)
+    chosen = "5b0c7c3e-9d51-4a53-9f0e-3d2b8c1d0a11"
+    provider = app_provider(sim, ca, new.app_id, new.password.secret_text, correlation_id=chosen)
+    await provider.prove_secret_works(timeout=5.0, sleep=RecordingSleep())
+    someone_else = await plain_token_request(sim, ca, new.app_id, new.password.secret_text.get_secret_value())
+    logged = [s.correlation_id for s in reversed(sim.state.sign_ins(new.app_id))]
+    assert len(logged) >= 3 and set(logged[:-1]) == {chosen} and logged[-1] == someone_else
+    assert set(provider.sign_in_ids) == {chosen}
+
+
+async def test_sign_in_ids_keep_the_newest(provider: MsalTokenProvider, sim: EntraSimulator) -> None:
+    for _ in range(SIGN_IN_IDS_KEPT + 2):
+        await provider.invalidate(await provider.token())
+    assert token_requests(sim, provider.client_id) == SIGN_IN_IDS_KEPT + 2
+    newest = [s.correlation_id for s in reversed(sim.state.sign_ins(provider.client_id)[:SIGN_IN_IDS_KEPT])]
+    assert provider.sign_in_ids == newest
+
+
+# --- the provisioning identity's own credential expiring -------------------------------------------
+
+
+async def test_expired_provisioning_secret_is_authentication_failed(sim: EntraSimulator, ca: LocalCA) -> None:
+    await sim_admin(sim, ca, "provisioning-credential", {"expires_in_days": -1})
+    with pytest.raises(AuthenticationFailed) as caught:
+        await MsalTokenProvider.from_settings(entra_settings(sim, ca)).token()
+    error = caught.value
+    assert (error.aadsts, error.status, error.code) == ("AADSTS7000222", 401, "invalid_client")
+    assert error.message.startswith(
+        f"AADSTS7000222: The provided client secret keys for app '{sim.config.provisioning_client_id}' are expired."
+    )
+
+
+async def test_expired_provisioning_certificate_is_authentication_failed(
+    start_entra: StartEntra, ca: LocalCA, tmp_path: Path
+) -> None:
+    certificate = create_client_certificate(tmp_path, "provisioning")
+    sim = await start_entra(provisioning_certificate_pem=certificate.cert_pem)
+    await sim_admin(sim, ca, "provisioning-credential", {"expires_in_days": -1})
+    settings = entra_settings(sim, ca, client_secret=None, certificate_path=certificate.pem_path)
+    with pytest.raises(AuthenticationFailed) as caught:
+        await MsalTokenProvider.from_settings(settings).token()
+    assert (caught.value.aadsts, caught.value.status) == ("AADSTS700027", 401)
+    assert "[Reason - The key used is expired." in caught.value.message
 
 
 # --- throttling and outages at the token endpoint (the simulator injects no faults there) ------------

@@ -51,7 +51,11 @@ class GraphSession:
         self._token: str | None = None
 
     async def token_response(
-        self, client_id: str | None = None, secret: str | None = None, scope: str = GRAPH_DEFAULT_SCOPE
+        self,
+        client_id: str | None = None,
+        secret: str | None = None,
+        scope: str = GRAPH_DEFAULT_SCOPE,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         form = {
             "grant_type": "client_credentials",
@@ -60,7 +64,7 @@ class GraphSession:
             "scope": scope,
         }
         url = f"{self.sim.authority}/oauth2/v2.0/token"
-        async with self.http.post(url, data=form) as response:
+        async with self.http.post(url, data=form, headers=headers) as response:
             return Reply(response.status, response.headers, await response.json())
 
     async def token(self, client_id: str | None = None, secret: str | None = None) -> str:

@@ -4,7 +4,9 @@ Graph, and the simulator's state checked after each step."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import jwt
 import msal
 import pytest
 import requests
+from cryptography import x509
 
 from simulators.clock import OffsetClock
 from simulators.entra import GRAPH_APP_ID, PROVISIONING_APP_ID, SIM_TENANT_ID, EntraSimConfig, EntraSimulator
@@ -165,11 +168,33 @@ async def test_msal_certificate_tokens(
     registered = await GraphSession(https, sim).admin(
         "POST", f"/_sim/apps/{PROVISIONING_APP_ID}/certificates", {"pem": stranger.cert_pem.decode()}
     )
-    assert registered.status == 201 and registered.body["customKeyIdentifier"] == stranger.thumbprint_sha1_hex
+    assert registered.status == 201 and registered.body["sha1Thumbprint"] == stranger.thumbprint_sha1_hex
+    # customKeyIdentifier is Edm.Binary: base64 of the thumbprint's bytes.
+    assert base64.b64decode(registered.body["customKeyIdentifier"]).hex().upper() == stranger.thumbprint_sha1_hex
     accepted = await msal_client_token(
         sim, ca, {"private_key": stranger.private_key_pem.decode(), "thumbprint": stranger.thumbprint_sha1_hex}
     )
     assert "access_token" in accepted
+
+
+async def test_sign_ins_keep_the_token_requests_client_request_id(graph: GraphSession) -> None:
+    """Entra records a token request's client-request-id (MSAL sends a fresh one each time) as the
+    sign-in's correlationId, for failures too, and makes one up when the header is missing."""
+    token = await graph.token()
+    ours, failed = str(uuid.uuid4()), str(uuid.uuid4())
+    assert (await graph.token_response(headers={"client-request-id": ours})).status == 200
+    rejected = await graph.token_response(secret="wrong", headers={"client-request-id": failed})
+    assert rejected.status == 401 and rejected.body["correlation_id"] == failed
+    anonymous = await graph.token_response(secret="wrong")
+    made_up = anonymous.body["correlation_id"]
+    assert str(uuid.UUID(made_up)) == made_up and made_up in anonymous.body["error_description"]
+
+    newest_first = [made_up, failed, ours]
+    assert [s.correlation_id for s in graph.sim.state.sign_ins(PROVISIONING_APP_ID)[:3]] == newest_first
+    filter_ = f"appId eq '{PROVISIONING_APP_ID}' and signInEventTypes/any(t: t eq 'servicePrincipal')"
+    reply = await graph.call("GET", f"/beta/auditLogs/signIns?$filter={filter_}", token=token)
+    assert [s["correlationId"] for s in reply.body["value"][:3]] == newest_first
+    assert [s["status"]["errorCode"] for s in reply.body["value"][:3]] == [7000215, 7000215, 0]
 
 
 async def test_device_code_flow_with_msal(graph: GraphSession, ca: LocalCA) -> None:
@@ -504,6 +529,71 @@ async def test_service_errors_and_dropped_connections(graph: GraphSession) -> No
     # aiohttp retries a GET dropped on a reused connection once, so count the drops the server saw.
     dropped = sum(1 for record in sim.state.request_log if record.status == 0)
     assert dropped >= 1 and sim.state.request_counts["GET /v1.0/applications"] == 3 + dropped
+
+
+async def test_writes_can_be_committed_and_their_answer_lost(graph: GraphSession) -> None:
+    sim = graph.sim
+    app = await new_app(graph, "Yeastar")
+    faults = await graph.admin("POST", "/_sim/faults", {"drop_after_commit_rate": 1.0})
+    assert faults.body["drop_after_commit_rate"] == 1.0
+    assert (await graph.call("GET", f"/v1.0/applications/{app['id']}")).status == 200  # reads still answer
+
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await graph.call(
+            "POST", f"/v1.0/applications/{app['id']}/addPassword", json={"passwordCredential": {"displayName": "op-1"}}
+        )
+    [added] = sim.state.password_credentials(app["id"])  # carried out, although no answer arrived
+    assert added.display_name == "op-1"
+
+    remove = f"/v1.0/applications/{app['id']}/removePassword"
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await graph.call("POST", remove, json={"keyId": added.key_id})
+    assert sim.state.password_credentials(app["id"]) == []
+    # The re-sent request finds the key gone; a refused write commits nothing, so it is answered.
+    again = await graph.call("POST", remove, json={"keyId": added.key_id})
+    assert (again.status, again.error_code) == (404, "Request_ResourceNotFound")
+    assert [r.status for r in sim.state.request_log if r.route.endswith("Password")] == [0, 0, 404]
+
+    assert (await graph.admin("POST", "/_sim/faults", {"drop_after_commit_rate": 1.5})).status == 400
+
+
+async def test_provisioning_credential_expiry_is_readable_and_can_be_moved(
+    start_entra: StartEntra, https: aiohttp.ClientSession, ca: LocalCA, tmp_path: Path
+) -> None:
+    cert = create_client_certificate(tmp_path, "provisioning")
+    sim = await start_entra(EntraSimConfig(provisioning_certificate_pem=cert.cert_pem))
+    graph = GraphSession(https, sim)
+    configured = sim.provisioning_credentials
+    assert configured.secret is not None and configured.certificate is not None
+    app = (await graph.call("GET", f"/v1.0/applications(appId='{PROVISIONING_APP_ID}')")).body
+    [secret] = app["passwordCredentials"]
+    assert (secret["keyId"], secret["hint"]) == (configured.secret.key_id, sim.config.provisioning_secret[:3])
+    lifetime = datetime.fromisoformat(secret["endDateTime"]) - datetime.now(UTC)
+    assert timedelta(days=729) < lifetime <= timedelta(days=sim.config.provisioning_secret_lifetime_days)
+    [key] = app["keyCredentials"]
+    assert key["keyId"] == configured.certificate.key_id
+    assert key["customKeyIdentifier"] == base64.b64encode(bytes.fromhex(cert.thumbprint_sha1_hex)).decode()
+    not_after = x509.load_pem_x509_certificate(cert.cert_pem).not_valid_after_utc
+    assert datetime.fromisoformat(key["endDateTime"]) == not_after
+    assert (key["type"], key["usage"]) == ("AsymmetricX509Cert", "Verify")
+
+    moved = await graph.admin("POST", "/_sim/provisioning-credential", {"expires_in_days": -1})
+    yesterday = await sim.clock.now() - timedelta(days=1)
+    assert moved.status == 200
+    for credential in (moved.body["passwordCredential"], moved.body["keyCredential"]):
+        assert timedelta(0) <= yesterday - datetime.fromisoformat(credential["endDateTime"]) < timedelta(seconds=5)
+    expired = await graph.token_response()
+    assert (expired.status, expired.body["error"], expired.body["error_codes"]) == (401, "invalid_client", [7000222])
+    assert f"client secret keys for app '{PROVISIONING_APP_ID}' are expired" in expired.body["error_description"]
+    private_key = cert.private_key_pem.decode()
+    rejected = await msal_client_token(sim, ca, {"private_key": private_key, "thumbprint": cert.thumbprint_sha1_hex})
+    assert rejected["error_codes"] == [700027] and "The key used is expired." in rejected["error_description"]
+    assert [s.error_code for s in sim.state.sign_ins(PROVISIONING_APP_ID)[:2]] == [700027, 7000222]
+
+    await graph.admin("POST", "/_sim/provisioning-credential", {"expires_in_days": 30})
+    assert (await graph.token_response()).status == 200
+    for bad in ("soon", 1e12):
+        assert (await graph.admin("POST", "/_sim/provisioning-credential", {"expires_in_days": bad})).status == 400
 
 
 # --- reads: paging, sign-in logs ---------------------------------------------------------------

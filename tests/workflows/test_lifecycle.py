@@ -13,13 +13,13 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from models.integration import IntegrationStatus, LifecycleOptions, Phase, RotationStage
 from simulators.clock import CallableClock
 from simulators.tls import load_or_create_local_ca
 from tests.conftest import Harness, harness_for, record_history, wait_until
 from tests.receivers import SIGNING_SECRET, Receiver, running_receiver
 from tests.workflows.test_onboarding import connect_pbx_as_human, portal_redirect_uris
 from tests.workflows.test_rotation import key_ids, paste_new_secret_as_human
-from workflows.models import IntegrationStatus, LifecycleOptions, Phase, RotationStage
 
 DAY = timedelta(days=1)
 OPS, ESCALATION = "/webhook?to=ops", "/webhook?to=escalation"

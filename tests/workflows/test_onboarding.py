@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,7 @@ from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from common.secret_store import LocalSecretStore
-from simulators.clock import CallableClock
-from simulators.entra import EntraSimConfig
-from simulators.entra.seed import ADMIN_UPN
-from simulators.human import PortalHuman
-from tests.conftest import Harness, harness_for, record_history, wait_for_phase
-from workflows.integration import IntegrationWorkflow
-from workflows.models import (
+from models.integration import (
     REQUIRED_GRAPH_PERMISSIONS,
     ConsentConfirmation,
     IntegrationStatus,
@@ -27,6 +22,13 @@ from workflows.models import (
     Step,
     StepState,
 )
+from simulators.clock import CallableClock
+from simulators.entra import EntraSimConfig
+from simulators.entra.seed import ADMIN_UPN
+from simulators.human import PortalHuman
+from tests.conftest import OPS, Harness, harness_for, record_history, wait_for_phase
+from tests.receivers import Receiver
+from workflows.integration import IntegrationWorkflow
 
 PORTAL_ADMIN = ADMIN_UPN
 
@@ -40,7 +42,7 @@ async def connect_pbx_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> 
     async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
         await human.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
         await human.sign_in_and_accept(PORTAL_ADMIN)
-    await handle.signal(IntegrationWorkflow.consent_completed, ConsentConfirmation(confirmed_by=PORTAL_ADMIN))
+    await handle.execute_update(IntegrationWorkflow.confirm_consent, ConsentConfirmation(confirmed_by=PORTAL_ADMIN))
     return await wait_for_phase(handle, Phase.CONNECTED, Phase.BLOCKED)
 
 
@@ -168,22 +170,19 @@ async def test_missing_provisioning_permission_names_it(ts_env: WorkflowEnvironm
     assert "Grant admin consent" in status.blocked.fix
 
 
-async def test_reminders_while_waiting_for_consent(ts: Harness) -> None:
+async def test_reminders_while_waiting_for_consent(ts_notified: Harness, receiver: Receiver) -> None:
+    h = ts_notified
     options = LifecycleOptions(human_reminder_interval=timedelta(hours=4))
-    async with ts.worker():
-        handle = await ts.start(
-            ts.onboard_input("slow-admin", redirect_uris=await portal_redirect_uris(ts), options=options)
+    async with h.worker():
+        handle = await h.start(
+            h.onboard_input("slow-admin", redirect_uris=await portal_redirect_uris(h), options=options)
         )
         await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
-        await ts.env.sleep(timedelta(hours=13))
-        history = await handle.fetch_history()
-    notify_calls = [
-        e
-        for e in history.events
-        if e.HasField("activity_task_scheduled_event_attributes")
-        and e.activity_task_scheduled_event_attributes.activity_type.name == "notify"
-    ]
-    assert len(notify_calls) == 3  # at 4, 8 and 12 hours
+        await h.env.sleep(timedelta(hours=13))
+    reminders = [json.loads(r.body) for r in receiver.of(OPS)]
+    assert [n["notification_id"].rsplit(":", 1)[-1] for n in reminders] == ["1", "2", "3"]  # at 4, 8 and 12 hours
+    assert {n["kind"] for n in reminders} == {"consent_pending"}
+    assert all("consent slow-admin" in n["next_action"] for n in reminders)
 
 
 async def test_starting_again_attaches_to_the_running_workflow(ts: Harness) -> None:

@@ -1,26 +1,29 @@
-"""SecretRotationWorkflow on the time-skipping server: new secret first, the human's paste, sign-in
-evidence, and only then the old key goes. The tests start rotations the way the schedule would."""
+"""Rotation on the time-skipping server against the simulators: new secret first, the human's paste,
+sign-in evidence, and only then the old key goes. The tests ask for rotations the way the schedule's
+action does (a RotationRequestWorkflow); the integration runs each as its child workflow."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import WorkflowHandle
+import pytest
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from common.secret_store import LocalSecretStore
-from simulators.entra.seed import ADMIN_UPN
-from simulators.human import PortalHuman
-from tests.conftest import Harness, record_history, wait_until
-from tests.workflows.test_onboarding import connect_pbx_as_human, portal_redirect_uris
-from workflows.integration import IntegrationWorkflow
-from workflows.models import (
+from models.integration import (
     ConsentConfirmation,
     IntegrationStatus,
     LifecycleOptions,
     Phase,
+    RotationRequest,
     RotationStage,
 )
+from simulators.entra.seed import ADMIN_UPN
+from simulators.human import PortalHuman
+from tests.conftest import Harness, bounded, record_history, wait_until
+from tests.workflows.test_onboarding import connect_pbx_as_human, portal_redirect_uris
+from workflows.integration import IntegrationWorkflow
 
 
 async def paste_new_secret_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> IntegrationStatus:
@@ -36,7 +39,7 @@ async def paste_new_secret_as_human(h: Harness, handle: WorkflowHandle[Any, Any]
     async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
         await human.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
         await human.sign_in_and_accept(ADMIN_UPN)
-    await handle.signal(IntegrationWorkflow.pbx_secret_updated, ConsentConfirmation(confirmed_by=ADMIN_UPN))
+    await handle.execute_update(IntegrationWorkflow.confirm_pbx_updated, ConsentConfirmation(confirmed_by=ADMIN_UPN))
     return status
 
 
@@ -54,7 +57,7 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
         assert connected.secret is not None
         old_key = connected.secret.key_id
 
-        rotation = await ts.start_rotation("rot", 1)
+        rotation = await ts.rotate("rot")
         waiting = await paste_new_secret_as_human(ts, handle)
         assert waiting.phase == Phase.ROTATING
         assert waiting.pending_human_action is not None
@@ -63,15 +66,16 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
         new_key = waiting.rotation.new_secret.key_id
         assert key_ids(ts, waiting) == sorted([old_key, new_key]), "new secret first, old one still there"
 
-        result = await rotation.result()
-        status = await wait_until(handle, lambda s: s.phase == Phase.CONNECTED, "connected again")
+        status = await ts.skip_until(handle, lambda s: s.rotation is None and s.last_rotation is not None, "settled")
+        result = await bounded(rotation.result(), "the rotation")
         await record_history(handle, "rotation-integration")
         await record_history(rotation, "rotation-completed")
 
-    assert result.stage == RotationStage.COMPLETED, result.message
+    assert result.stage == RotationStage.CUTOVER_PROVEN, result.message
     assert result.cutover_evidence is not None and "new key" in result.cutover_evidence
     assert status.secret is not None and status.secret.key_id == new_key
     assert status.rotations_completed == 1 and status.last_rotation is not None
+    assert status.last_rotation.stage == RotationStage.COMPLETED
     assert key_ids(ts, status) == [new_key], "only the old key was removed"
     store = LocalSecretStore(ts.settings.data_dir / "secrets", ts.settings.keys)
     assert await store.key_ids("rot") == [new_key]
@@ -83,17 +87,18 @@ async def test_a_second_rotation_is_refused_while_one_runs(ts: Harness) -> None:
     async with ts.worker():
         handle = await ts.start(ts.onboard_input("one-at-a-time", redirect_uris=await portal_redirect_uris(ts)))
         await connect_pbx_as_human(ts, handle)
-        first = await ts.start_rotation("one-at-a-time", 1)
+        first = await ts.rotate("one-at-a-time")
         await wait_until(
             handle,
             lambda s: s.rotation is not None and s.rotation.stage == RotationStage.WAITING_FOR_PBX,
             "rotating",
         )
-        second = await ts.start_rotation("one-at-a-time", 2)
-        refused = await second.result()
-        assert refused.stage == RotationStage.ABANDONED
-        assert refused.message is not None and "already in progress" in refused.message
-        status = await handle.query(IntegrationWorkflow.status)
+        manual = RotationRequest(integration_id="one-at-a-time", request_id="manual-1", reason="manual")
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(IntegrationWorkflow.rotate_now, manual)
+        assert f"already running ({first.id}, waiting_for_pbx)" in str(refused.value.cause)
+        assert "asked" in await ts.request_rotation("one-at-a-time")  # the schedule's tick: noted, not started
+        status = await wait_until(handle, lambda s: any("skipped" in w for w in s.warnings), "the skip noted")
         assert status.rotation is not None and status.rotation.workflow_id == first.id
 
 

@@ -1,4 +1,4 @@
-"""Inputs and results of the activities. Kept free of client imports so workflow code can import them."""
+"""Inputs and results of the activities. Free of client imports so workflow code can import them."""
 
 from __future__ import annotations
 
@@ -6,13 +6,28 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from models.integration import AppIds
 from notifications.message import Notification
-from workflows.models import AppIds
 
 
 class ActivityResult(BaseModel):
     # Which Temporal attempt produced this result, so the status shows retries that happened.
     attempt: int = 1
+
+
+class ProvisioningCredential(BaseModel):
+    """When the provisioning identity's own secret or certificate expires (never its value)."""
+
+    kind: str  # "client secret" or "certificate"
+    key_id: str
+    expires_at: datetime
+    display_name: str | None = None
+
+
+class ProvisioningCheck(ActivityResult):
+    credential: ProvisioningCredential | None = None
+    # Why the expiry could not be read (a missing permission, say); None when it was.
+    problem: str | None = None
 
 
 class PreflightInput(BaseModel):
@@ -24,7 +39,9 @@ class PreflightInput(BaseModel):
 class PreflightResult(ActivityResult):
     granted_roles: list[str]
     secret_lifetime: timedelta
-    lifetime_note: str | None = None
+    # Optional permissions missing, each with the feature it degrades; the lifetime clamp.
+    notes: list[str] = Field(default_factory=list)
+    provisioning_credential: ProvisioningCredential | None = None
     firmware_version: str | None = None
 
 
@@ -74,6 +91,9 @@ class ProveSecretInput(BaseModel):
     client_id: str
     key_id: str
     timeout: timedelta
+    # Sent as the token requests' client-request-id, which Entra records as the sign-in's correlation
+    # ID: the workflow knows its own sign-ins as the app and never counts them as the PBX's.
+    sign_in_id: str
 
 
 class ProveSecretResult(ActivityResult):
@@ -85,7 +105,11 @@ class VerifyInput(BaseModel):
     app: AppIds
     key_id: str
     permissions: list[str]
-    consent_confirmed_at: datetime | None
+    # The PBX's sign-ins count from the moment the credentials were handed over; the service's own
+    # (its proof of the secret, this step's sign-in as the app, see ProveSecretInput) never do.
+    handed_over_at: datetime
+    sign_in_id: str
+    own_sign_in_ids: list[str]
     check_yeastar: bool
 
 
@@ -102,33 +126,24 @@ class CredentialCheck(ActivityResult):
     other_key_ids: list[str] = Field(default_factory=list)
 
 
-class NotifyInput(BaseModel):
-    notification: Notification
-    # Also send to the escalation channels (reminders nobody acted on).
-    escalate: bool = False
-
-
-class NotifyResult(BaseModel):
-    delivered: list[str]
-    failed_permanently: list[str]
-
-
-class ScheduleInput(BaseModel):
-    integration_id: str
-    every: timedelta
-
-
-class BeginRotationInput(BaseModel):
-    integration_id: str
-    rotation_workflow_id: str
-    reason: str
-
-
 class RemoveSecretInput(BaseModel):
     integration_id: str
     tenant_id: str
     application_object_id: str
     key_id: str
+
+
+class DiscardSecretsInput(BaseModel):
+    """Remove every credential tagged with ``operation_id`` (a rotation that ended before its card)."""
+
+    integration_id: str
+    tenant_id: str
+    application_object_id: str
+    operation_id: str
+
+
+class DiscardSecretsResult(ActivityResult):
+    removed: list[str]
 
 
 class CutoverInput(BaseModel):
@@ -137,6 +152,7 @@ class CutoverInput(BaseModel):
     old_key_id: str
     new_key_id: str
     since: datetime
+    own_sign_in_ids: list[str]
 
 
 class CutoverEvidence(ActivityResult):
@@ -146,3 +162,23 @@ class CutoverEvidence(ActivityResult):
     last_new_use: datetime | None = None
     last_old_use: datetime | None = None
     reason: str | None = None
+
+
+class NotifyInput(BaseModel):
+    notification: Notification
+    # Also send to the escalation channels (reminders nobody acted on).
+    escalate: bool = False
+
+
+class DeliverInput(BaseModel):
+    notification: Notification
+    channel: str
+
+
+class IntegrationRef(BaseModel):
+    integration_id: str
+
+
+class ScheduleInput(BaseModel):
+    integration_id: str
+    every: timedelta

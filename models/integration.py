@@ -1,11 +1,12 @@
-"""Typed inputs, state and status of the integration workflow. None of these ever holds a secret value:
-a client secret is represented by a :class:`SecretRef` (key ID, hint, expiry) that activities resolve
+"""Inputs, status and building blocks of an integration. None of these ever holds a secret value: a
+client secret is represented by a :class:`SecretRef` (key ID, hint, expiry) that activities resolve
 through the secret store."""
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+import zlib
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from urllib.parse import urlsplit
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 
 INTEGRATION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 MAX_REDIRECT_URI_LENGTH = 256
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # The six Microsoft Graph application permissions of the vendor's guide (step 4).
 REQUIRED_GRAPH_PERMISSIONS = (
@@ -36,6 +38,21 @@ def validate_integration_id(value: str) -> str:
             "letter or digit (e.g. 'acme-hq')"
         )
     return value
+
+
+def daily_slot(integration_id: str, after: datetime, every: timedelta) -> datetime:
+    """The first moment after ``after`` in this integration's own slot of each ``every`` period.
+
+    The slot is derived from the ID, so a fleet onboarded in one burst spreads its daily checks over
+    the whole day instead of replaying together, and a given integration keeps the same time of day.
+    """
+    period = every.total_seconds()
+    offset = zlib.crc32(integration_id.encode()) % max(int(period), 1)
+    elapsed = (after - EPOCH).total_seconds()
+    slot = (elapsed // period) * period + offset
+    if slot <= elapsed:
+        slot += period
+    return EPOCH + timedelta(seconds=slot)
 
 
 def redirect_uri_problem(uri: str) -> str | None:
@@ -108,7 +125,7 @@ class OnboardInput(BaseModel):
     redirect_uris: RedirectUris | None = None
     yeastar_configured: bool = False
     # Off only where the server lacks the feature (the time-skipping test server has neither custom
-    # search attributes nor schedules; its tests start rotations themselves).
+    # search attributes nor schedules; its tests deliver "rotate now" themselves).
     publish_search_attributes: bool = True
     schedule_rotations: bool = True
     options: LifecycleOptions = Field(default_factory=LifecycleOptions)
@@ -200,6 +217,18 @@ class Blocked(BaseModel):
     message: str
     fix: str
     since: datetime
+    # Where the integration goes once `retry` is received, and which steps it then does again (a new
+    # secret after the old one expired or was removed).
+    resume_phase: Phase = Phase.PROVISIONING
+    restart_from: Step | None = None
+
+
+class PendingHuman(BaseModel):
+    """A human step being waited for; carried across continue-as-new so reminders keep counting."""
+
+    kind: str
+    since: datetime
+    reminders: int = 0
 
 
 class Verification(BaseModel):
@@ -216,25 +245,45 @@ class RotationStage(StrEnum):
     CREATING_SECRET = "creating_secret"
     WAITING_FOR_PBX = "waiting_for_pbx"
     VERIFYING_CUTOVER = "verifying_cutover"
-    REMOVING_OLD_SECRET = "removing_old_secret"
-    COMPLETED = "completed"
+    # How a rotation workflow ends (the integration takes it from there).
+    CUTOVER_PROVEN = "cutover_proven"
+    OLD_SECRET_EXPIRED = "old_secret_expired"
     ABANDONED = "abandoned"
+    # What the integration records once it has settled the outcome.
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+def rotation_workflow_id(integration_id: str, number: int) -> str:
+    return f"rotation-{integration_id}-{number}"
+
+
+def schedule_id_for(integration_id: str) -> str:
+    return f"rotation-schedule-{integration_id}"
+
+
+# What the rotation schedule starts (by name: activities create the schedule, workflows define it).
+ROTATION_REQUEST_WORKFLOW = "RotationRequestWorkflow"
+
+
+def rotation_request_id_for(integration_id: str) -> str:
+    """The schedule's workflow ID (Temporal appends the scheduled time to it)."""
+    return f"rotation-request-{integration_id}"
 
 
 class RotationRequest(BaseModel):
+    """A request to rotate now, from the schedule or the operator; a repeated ``request_id`` is a no-op."""
+
     integration_id: str
+    request_id: str
     reason: str = "scheduled"
 
 
-class RotationStart(BaseModel):
-    rotation_workflow_id: str
-    reason: str
-
-
 class RotationPlan(BaseModel):
-    """What the integration workflow hands a rotation that it accepted."""
+    """The rotation child workflow's input, from the integration that starts it."""
 
     integration_id: str
+    reason: str
     app: AppIds
     current: SecretRef
     options: LifecycleOptions
@@ -246,40 +295,17 @@ class RotationStatus(BaseModel):
     reason: str
     stage: RotationStage = RotationStage.CREATING_SECRET
     started_at: datetime
-    old_secret: SecretRef | None = None  # None only for a rotation the integration refused
+    old_secret: SecretRef
     new_secret: SecretRef | None = None
+    # When the new secret's card was shown (the PBX's sign-ins count from here) and confirmed.
+    handed_over_at: datetime | None = None
     pbx_updated_at: datetime | None = None
     cutover_evidence: str | None = None
     finished_at: datetime | None = None
     message: str | None = None
+    # The latest problem on the side (a notification not delivered, sign-in logs unreadable).
+    warning: str | None = None
     card: InstructionCard | None = None
-
-
-class IntegrationState(BaseModel):
-    """The workflow's whole state; carried across continue-as-new."""
-
-    input: OnboardInput
-    phase: Phase = Phase.STARTING
-    steps: dict[Step, StepStatus] = Field(default_factory=lambda: {step: StepStatus() for step in Step})
-    redirect_uris: RedirectUris | None = None
-    app: AppIds | None = None
-    granted_permissions: list[str] = Field(default_factory=list)
-    secret: SecretRef | None = None
-    secret_lifetime: timedelta | None = None
-    consent_confirmed_at: datetime | None = None
-    consent_confirmed_by: str | None = None
-    verification: Verification | None = None
-    connected_at: datetime | None = None
-    blocked: Blocked | None = None
-    instruction: InstructionCard | None = None
-    warnings: list[str] = Field(default_factory=list)
-    notifications_sent: list[str] = Field(default_factory=list)
-    credentials_checked_at: datetime | None = None
-    rotation: RotationStatus | None = None
-    last_rotation: RotationStatus | None = None
-    rotations_completed: int = 0
-    schedule_ensured_for: timedelta | None = None
-    continued_as_new: int = 0
 
 
 class IntegrationStatus(BaseModel):
@@ -296,11 +322,14 @@ class IntegrationStatus(BaseModel):
     verification: Verification | None
     blocked: Blocked | None
     pending_human_action: InstructionCard | None
+    pending_since: datetime | None = None
     warnings: list[str]
     connected_at: datetime | None
     rotation: RotationStatus | None
     last_rotation: RotationStatus | None
     rotations_completed: int
+    retired_keys: list[SecretRef] = Field(default_factory=list)
+    next_check_at: datetime | None = None
     history_length: int
     continued_as_new: int
 

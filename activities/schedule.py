@@ -1,9 +1,12 @@
-"""Activities that talk to Temporal itself: the rotation schedule, and asking the integration workflow
-to accept a rotation (an update, so a refusal comes back with its reason)."""
+"""Activities that talk to Temporal itself: an integration's rotation schedule.
+
+The schedule's action starts a small workflow (RotationRequestWorkflow, by name: activities don't
+import workflows) that asks the integration to rotate; the integration runs the rotation as its own
+child, so it always learns how the rotation ended.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 
 import structlog
@@ -19,27 +22,23 @@ from temporalio.client import (
     ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
-    WorkflowUpdateFailedError,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities import names
-from activities.errors import blocking
-from activities.models import ActivityResult, BeginRotationInput, ScheduleInput
 from common.settings import Settings
-from workflows.integration import IntegrationWorkflow
-from workflows.models import RotationPlan, RotationRequest, RotationStart, workflow_id_for
-from workflows.rotation import SecretRotationWorkflow
+from models import activity_names as names
+from models.activities import ActivityResult, IntegrationRef, ScheduleInput
+from models.integration import (
+    EPOCH,
+    ROTATION_REQUEST_WORKFLOW,
+    rotation_request_id_for,
+    schedule_id_for,
+)
 
 log = structlog.get_logger(__name__)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def schedule_id_for(integration_id: str) -> str:
-    return f"rotation-{integration_id}"
-
-
-class RotationActivities:
+class ScheduleActivities:
     def __init__(self, client: Client, settings: Settings) -> None:
         self._client = client
         self._task_queue = settings.temporal.task_queue
@@ -50,13 +49,13 @@ class RotationActivities:
         offset = (datetime.now(UTC) - EPOCH) % req.every
         return Schedule(
             action=ScheduleActionStartWorkflow(
-                SecretRotationWorkflow.run,
-                args=[RotationRequest(integration_id=req.integration_id), None],
-                id=schedule_id_for(req.integration_id),
+                ROTATION_REQUEST_WORKFLOW,
+                IntegrationRef(integration_id=req.integration_id),
+                id=rotation_request_id_for(req.integration_id),
                 task_queue=self._task_queue,
             ),
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=req.every, offset=offset)]),
-            # One rotation per integration at a time; the integration workflow enforces it too.
+            # The request only asks; the integration refuses a second rotation while one runs.
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         )
 
@@ -78,25 +77,13 @@ class RotationActivities:
             log.info("rotation schedule updated", integration_id=req.integration_id, every=str(req.every))
         return ActivityResult(attempt=activity.info().attempt)
 
-    @activity.defn(name=names.BEGIN_ROTATION)
-    async def begin_rotation(self, req: BeginRotationInput) -> RotationPlan:
-        handle = self._client.get_workflow_handle(workflow_id_for(req.integration_id))
+    @activity.defn(name=names.DELETE_ROTATION_SCHEDULE)
+    async def delete_rotation_schedule(self, req: IntegrationRef) -> ActivityResult:
+        """The integration is gone; so goes its schedule (already gone counts as done)."""
         try:
-            plan: RotationPlan = await handle.execute_update(
-                IntegrationWorkflow.begin_rotation,
-                RotationStart(rotation_workflow_id=req.rotation_workflow_id, reason=req.reason),
-            )
-        except WorkflowUpdateFailedError as exc:
-            reason = getattr(exc.cause, "message", str(exc.cause))
-            raise blocking(
-                "RotationRefused", reason, "Nothing to do; the next scheduled rotation tries again."
-            ) from None
+            await self._client.get_schedule_handle(schedule_id_for(req.integration_id)).delete()
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
-            with contextlib.suppress(RPCError):  # an integration that is gone needs no schedule either
-                await self._client.get_schedule_handle(schedule_id_for(req.integration_id)).delete()
-            raise blocking(
-                "IntegrationNotFound", f"no running integration {req.integration_id}", "Nothing to rotate."
-            ) from None
-        return plan
+        log.info("rotation schedule deleted", integration_id=req.integration_id)
+        return ActivityResult(attempt=activity.info().attempt)
