@@ -82,6 +82,7 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 PROVISIONING_STEPS = (Step.REGISTER_APP, Step.SSO_REDIRECT_URI, Step.PERMISSIONS, Step.CLIENT_SECRET)
 CONFIRMABLE_ROTATION_STAGES = (RotationStage.WAITING_FOR_PBX, RotationStage.VERIFYING_CUTOVER)
+ROTATION_OVERRUN = timedelta(days=1)
 
 
 @workflow.defn
@@ -331,6 +332,8 @@ class IntegrationWorkflow:
                 id=rotation_id,
                 # The rotation never outlives its integration (nor runs twice for one).
                 parent_close_policy=ParentClosePolicy.TERMINATE,
+                # Its waits end at the old secret's expiry; this bounds even a rotation that is stuck.
+                execution_timeout=max(current.expires_at - workflow.now(), timedelta(0)) + ROTATION_OVERRUN,
             )
             outcome = await self._rotation_child
         except (ChildWorkflowError, WorkflowAlreadyStartedError) as err:  # failed, cancelled, terminated, timed out

@@ -26,7 +26,7 @@ from simulators.clock import CallableClock
 from simulators.entra import EntraSimConfig
 from simulators.entra.seed import ADMIN_UPN
 from simulators.human import PortalHuman
-from tests.conftest import OPS, Harness, harness_for, record_history, wait_for_phase
+from tests.conftest import OPS, Harness, harness_for, record_history, wait_for_phase, wait_until
 from tests.receivers import Receiver
 from workflows.integration import IntegrationWorkflow
 
@@ -34,8 +34,8 @@ PORTAL_ADMIN = ADMIN_UPN
 
 
 async def connect_pbx_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> IntegrationStatus:
-    """Step 6 as the admin does it: paste IDs + secret in the portal, sign in, Accept, then signal."""
-    status = await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
+    """Step 6 as the admin does it: paste IDs + secret in the portal, sign in, Accept, then confirm."""
+    status = await wait_until(handle, lambda s: s.steps[Step.CONNECT_PBX].state == StepState.WAITING, "the card")
     assert status.app is not None and status.secret is not None
     store = LocalSecretStore(h.settings.data_dir / "secrets", h.settings.keys)
     secret = await store.get(status.integration_id, status.secret.key_id)
