@@ -86,8 +86,8 @@ def ours(client: Client, *, tenant_id: str, task_queue: str) -> Fleet:
         )
 
     async def consent(workflow_id: str) -> None:
-        await client.get_workflow_handle(workflow_id).signal(
-            IntegrationWorkflow.consent_completed, ConsentConfirmation(confirmed_by="bench")
+        await client.get_workflow_handle(workflow_id).execute_update(
+            IntegrationWorkflow.confirm_consent, ConsentConfirmation(confirmed_by="bench")
         )
 
     return Fleet(client, "IntegrationWorkflow", start, consent)
@@ -109,7 +109,7 @@ def floor(client: Client, *, task_queue: str, latency_ms: float) -> Fleet:
         )
 
     async def consent(workflow_id: str) -> None:
-        await client.get_workflow_handle(workflow_id).signal(FloorWorkflow.consent_completed)
+        await client.get_workflow_handle(workflow_id).execute_update(FloorWorkflow.confirm_consent)
 
     return Fleet(client, WORKFLOW_TYPE, start, consent)
 

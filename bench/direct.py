@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ async def onboard(activities: ProvisioningActivities, tenant_id: str, integratio
             client_id=app.client_id,
             key_id=secret.key_id,
             timeout=options.secret_replication_timeout,
+            sign_in_id=str(uuid.uuid4()),
         ),
     )
     await env.run(
@@ -103,7 +105,9 @@ async def onboard(activities: ProvisioningActivities, tenant_id: str, integratio
             app=app,
             key_id=secret.key_id,
             permissions=list(REQUIRED_GRAPH_PERMISSIONS),
-            consent_confirmed_at=now,
+            handed_over_at=now,
+            sign_in_id=str(uuid.uuid4()),
+            own_sign_in_ids=[],
             check_yeastar=False,
         ),
     )

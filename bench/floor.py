@@ -1,7 +1,7 @@
 """The floor: what Temporal itself costs for an onboarding shaped like ours.
 
 A skeleton workflow with IntegrationWorkflow's shape: one activity per step, each only sleeping the
-simulated latency times the HTTP calls that step makes; the same consent signal; the same timers (the
+simulated latency times the HTTP calls that step makes; the same consent update; the same timers (the
 consent wait's reminder timer, the daily credential check); a rotation schedule created per
 integration, as ours does; and the phase search attribute the benchmark watches. No payload codec,
 no pydantic, no state, no heartbeats: Temporal's default data converter and worker.py's worker
@@ -35,12 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from common.search_attributes import INTEGRATION_PHASE
 
 WORKFLOW_TYPE = "FloorWorkflow"
-CONSENT_SIGNAL = "consent_completed"
+CONSENT_UPDATE = "confirm_consent"
 # HTTP calls (Graph requests plus, for the new app, OIDC discovery and a token) each activity of
 # activities/provisioning.py makes for one new integration in a tenant without faults or Yeastar API.
 # The onboarding benchmark compares the Graph calls it measures with these, so a drift shows.
 BEFORE_CONSENT = (
-    ("preflight", 4),
+    ("preflight", 5),
     ("register_application", 1),
     ("set_redirect_uris", 1),
     ("grant_permissions", 11),
@@ -124,8 +124,8 @@ class FloorWorkflow:
             await self._call(start, *CHECK)
             await self._wait(lambda: False)
 
-    @workflow.signal(name=CONSENT_SIGNAL)
-    def consent_completed(self) -> None:
+    @workflow.update(name=CONSENT_UPDATE)
+    def confirm_consent(self) -> None:
         self._consented = True
 
     async def _call(self, start: FloorInput, step: str, calls: int) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import itertools
 import os
 import ssl
 import uuid
@@ -49,6 +51,7 @@ from workflows.rotation_request import RotationRequestWorkflow
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
 HISTORIES_DIR = Path(__file__).parent / "histories"
+HISTORIES_MANIFEST = HISTORIES_DIR / "MANIFEST.sha256"
 
 StartEntra = Callable[..., Awaitable[EntraSimulator]]
 StartYeastar = Callable[..., Awaitable[YeastarSimulator]]
@@ -109,10 +112,22 @@ def start_yeastar(
 
 
 async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
-    """With YEC_RECORD_HISTORIES=1, keep this run's history for the replay test."""
-    if os.environ.get("YEC_RECORD_HISTORIES"):
-        history = await handle.fetch_history()
-        (HISTORIES_DIR / f"{name}.json").write_text(history.to_json())
+    """With YEC_RECORD_HISTORIES=1, keep this run's history for the replay test.
+
+    Append-only (docs/ARCHITECTURE.md, "Versioning"): a recording never replaces an earlier one; it
+    is added as ``name.N.json`` and entered in the manifest that tests/workflows/test_replay.py checks.
+    """
+    if not os.environ.get("YEC_RECORD_HISTORIES"):
+        return
+    history = (await handle.fetch_history()).to_json()
+    path = next(
+        candidate
+        for number in itertools.count()
+        if not (candidate := HISTORIES_DIR / (f"{name}.json" if number == 0 else f"{name}.{number}.json")).exists()
+    )
+    path.write_text(history)
+    with HISTORIES_MANIFEST.open("a") as manifest:
+        manifest.write(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
 
 
 def settings_for(sims: RunningSimulators, data_dir: Path, **overrides: Any) -> Settings:

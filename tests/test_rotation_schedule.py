@@ -78,11 +78,11 @@ async def test_schedule_rotates_and_survives_a_killed_worker(dev_env: WorkflowEn
             )
 
             # While paused, `rotate` still starts one now.
-            assert f"started rotation-{ID}-manual-" in operator.run("rotate", ID).stdout
+            assert f"starting rotation-{ID}-2" in operator.run("rotate", ID).stdout
             second = await operator.wait_for(ID, waiting_for_pbx, "the manual rotation")
             assert second["rotation"]["reason"] == "manual"
             failed = operator.run("rotate", ID, expect=2)
-            assert "already in progress" in failed.stderr
+            assert "already running" in failed.stderr or "already starting" in failed.stderr
             await paste(operator, sims, second, pending=True)
             final = await operator.wait_for(ID, lambda s: s["rotations_completed"] == 2, "rotation 2 done", limit=60)
             assert "active" in operator.run("schedule", ID, "--resume").stdout

@@ -20,7 +20,7 @@ from models.integration import (
     RotationRequest,
     RotationStage,
 )
-from tests.conftest import bounded, wait_until
+from tests.conftest import bounded, record_history, wait_until
 from tests.workflows.stub_rotations import RotationThatFails, RotationThatHangs, stub_workflows
 from tests.workflows.stubs import URIS, FakeGraph, StubWorld, stub_world
 from workflows.integration import IntegrationWorkflow
@@ -90,6 +90,7 @@ async def test_a_request_to_a_closed_integration_fails_nobody(ts_env: WorkflowEn
             "the request",
         )
     assert result == "integration-gone is not running: its rotation schedule was deleted"
+    await record_history(ts_env.client.get_workflow_handle("rotation-request-gone-1"), "rotation-request-to-closed")
     assert world.graph.calls["delete_rotation_schedule"] == 1
 
 
@@ -113,6 +114,7 @@ async def test_a_failed_rotation_leaves_the_integration_connected_and_cleans_up(
         handle, connected = await world.connected(world.onboard("fails"))
         await ask_to_rotate(world, "fails")
         status = await wait_until(handle, settled, "settled")
+        await record_history(handle, "rotation-failed")
     assert status.phase == Phase.CONNECTED and status.secret == connected.secret
     assert status.last_rotation is not None and status.last_rotation.stage == RotationStage.FAILED
     assert "a bug in the rotation" in (status.last_rotation.message or "")
@@ -207,6 +209,10 @@ async def test_the_cutover_wait_has_a_deadline_and_says_what_to_do(ts_env: Workf
         await confirm_pbx(handle)  # re-confirming during the check is allowed, and restarts it
         await ts_env.sleep(connected.secret.expires_at - await ts_env.get_current_time() + timedelta(hours=2))
         status = await wait_until(handle, settled, "settled at the deadline")
+        await record_history(handle, "cutover-deadline")
+        await record_history(
+            ts_env.client.get_workflow_handle(status.last_rotation.workflow_id), "cutover-deadline-rotation"
+        )
     assert status.last_rotation is not None and status.last_rotation.stage == RotationStage.OLD_SECRET_EXPIRED
     assert status.phase == Phase.CONNECTED and status.secret is not None
     assert status.secret.key_id != connected.secret.key_id, "confirmed, so the new key is tracked"
@@ -252,6 +258,7 @@ async def test_a_year_long_paste_wait_continues_as_new_and_keeps_counting(ts_env
         status = await wait_until(handle, settled, "settled")
         child = ts_env.client.get_workflow_handle(waiting.rotation.workflow_id)
         runs = await _runs(ts_env, child)
+        await record_history(child, "rotation-year-long-paste")
     reminders = [n.notification_id for n in world.graph.of_kind("rotation_pending")]
     assert len(reminders) == 365 and len(set(reminders)) == 365, "every day once, numbering carried across runs"
     assert status.last_rotation is not None and status.last_rotation.stage == RotationStage.COMPLETED
@@ -271,6 +278,7 @@ async def test_human_waits_and_blocked_continue_as_new(ts_env: WorkflowEnvironme
         graph.create_fails = False
         await handle.signal(IntegrationWorkflow.retry)
         status = await wait_until(handle, lambda s: s.phase == Phase.WAITING_FOR_CONSENT, "on to the paste")
+        await record_history(handle, "long-human-waits")
     assert blocked.blocked is not None and blocked.blocked.error_type == "StubFailure"
     assert status.continued_as_new >= 10 and status.history_length < 150 + 50
     kinds = [n.notification_id for c, n in graph.delivered if c == "ops"]
