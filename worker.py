@@ -13,8 +13,9 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -51,29 +52,33 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
     provisioning = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
     notify = NotifyActivities(settings)
     schedule = ScheduleActivities(client, settings)
+    # A local activity runs in the worker running the workflow; all others go to any activity worker.
+    local: list[Callable[..., Any]] = [notify.notification_channels]
+    remote: list[Callable[..., Any]] = [
+        provisioning.preflight,
+        provisioning.register_application,
+        provisioning.set_redirect_uris,
+        provisioning.grant_permissions,
+        provisioning.create_client_secret,
+        provisioning.prove_secret,
+        provisioning.verify_integration,
+        provisioning.check_credential,
+        provisioning.remove_client_secret,
+        provisioning.discard_operation_secrets,
+        provisioning.cutover_evidence,
+        provisioning.check_provisioning_credential,
+        schedule.ensure_rotation_schedule,
+        schedule.delete_rotation_schedule,
+        notify.deliver_notification,
+    ]
+    role = settings.temporal.worker_role
     try:
         yield Worker(
             client,
             task_queue=settings.temporal.task_queue,
-            workflows=WORKFLOWS,
-            activities=[
-                provisioning.preflight,
-                provisioning.register_application,
-                provisioning.set_redirect_uris,
-                provisioning.grant_permissions,
-                provisioning.create_client_secret,
-                provisioning.prove_secret,
-                provisioning.verify_integration,
-                provisioning.check_credential,
-                provisioning.remove_client_secret,
-                provisioning.discard_operation_secrets,
-                provisioning.cutover_evidence,
-                provisioning.check_provisioning_credential,
-                schedule.ensure_rotation_schedule,
-                schedule.delete_rotation_schedule,
-                notify.notification_channels,
-                notify.deliver_notification,
-            ],
+            workflows=[] if role == "activities" else WORKFLOWS,
+            activities=local if role == "workflows" else [*local, *remote],
+            no_remote_activities=role == "workflows",
             # Bounded, so an idle fleet of thousands of integrations does not grow the worker's memory.
             max_cached_workflows=settings.temporal.max_cached_workflows,
             graceful_shutdown_timeout=timedelta(seconds=20),

@@ -101,7 +101,7 @@ class ProvisioningActivities:
 
     def _graph_client(self, tokens: MsalTokenProvider) -> GraphClient:
         entra = self._settings.entra
-        return GraphClient(entra.graph_base_url, tokens, entra.ca_bundle)
+        return GraphClient(entra.graph_base_url, tokens, entra.ca_bundle, retry=entra.retry)
 
     def _token_provider_for_app(
         self, tenant_id: str, client_id: str, secret: SecretStr, sign_in_id: str
@@ -116,6 +116,7 @@ class ProvisioningActivities:
             graph_base_url=entra.graph_base_url,
             ca_bundle=entra.ca_bundle,
             instance_discovery=entra.instance_discovery,
+            retry=entra.retry,
             correlation_id=sign_in_id,
         )
 

@@ -210,6 +210,7 @@ class MsalTokenProvider:
             graph_base_url=entra.graph_base_url,
             ca_bundle=entra.ca_bundle,
             instance_discovery=entra.instance_discovery,
+            retry=entra.retry,
         )
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationErro
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
+from clients.retry import RetryConfig
 from models.integration import LifecycleOptions
 from notifications.config import ChannelList
 
@@ -64,6 +65,8 @@ class TemporalSettings(BaseModel):
     # Bound on cached workflow runs per worker, so memory does not grow with the fleet: each cached
     # run costs ~0.4 MB (bench/idle_fleet.py); 250 keeps an idle worker near 230 MB at any fleet size.
     max_cached_workflows: int = Field(default=250, ge=0)
+    # What this worker process runs: both (the default), or only one side, to scale them apart.
+    worker_role: Literal["all", "workflows", "activities"] = "all"
 
     @model_validator(mode="after")
     def _cert_and_key_together(self) -> TemporalSettings:
@@ -94,6 +97,13 @@ class EntraSettings(BaseModel):
     client_secret: SecretStr | None = None
     # PEM file holding the private key and the certificate uploaded to the provisioning app.
     certificate_path: ExistingFile | None = None
+    # Calls one Graph step makes for a request that keeps failing (5xx, dropped connection) before
+    # the step fails and Temporal retries the whole step (for up to 30 minutes).
+    transient_attempts: int = Field(default=6, ge=1, le=20)
+
+    @property
+    def retry(self) -> RetryConfig:
+        return RetryConfig(max_attempts=self.transient_attempts)
 
     @model_validator(mode="after")
     def _one_credential(self) -> EntraSettings:

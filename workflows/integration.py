@@ -218,6 +218,13 @@ class IntegrationWorkflow:
                 state.instruction = instructions.connected_card(state.input.integration_id)
                 continue
             secret, now = self._secret, workflow.now()
+            if state.retry_rotation_at is not None and now >= state.retry_rotation_at:
+                state.pending_rotation = RotationRequest(
+                    integration_id=state.input.integration_id,
+                    request_id=f"retry-after-{state.rotations_started}",
+                    reason="retry",
+                )
+                continue
             await self._send_due_expiry_reminders(secret, now)
             if now >= secret.expires_at:
                 await self._needs_new_secret(
@@ -310,6 +317,7 @@ class IntegrationWorkflow:
         """Run one rotation as a child workflow and settle however it ends."""
         state = self._state
         state.rotations_started += 1
+        state.retry_rotation_at = None
         rotation_id = rotation_workflow_id(state.input.integration_id, state.rotations_started)
         current = self._secret
         state.rotation = RotationStatus(
@@ -408,6 +416,9 @@ class IntegrationWorkflow:
                     f"{outcome.message}; its new key {new.key_id} stays in Entra in case it was already pasted "
                     f"into the PBX (it expires {new.expires_at:%Y-%m-%d})"
                 )
+        if outcome.stage == RotationStage.ABANDONED:  # no working new secret (Graph failing): try again soon
+            state.retry_rotation_at = workflow.now() + state.input.options.credential_check_interval
+            outcome.message = f"{outcome.message}; tried again at {state.retry_rotation_at:%Y-%m-%d %H:%M} UTC"
         self._warn("rotation", f"Rotation {outcome.workflow_id} failed: {outcome.message}")
         await self._notify(messages.rotation_failed(state.input.integration_id, outcome, self._secret))
 
@@ -870,7 +881,7 @@ class IntegrationWorkflow:
         )
         if offset is not None:
             await self._notify(
-                messages.expiry_reminder(state.input.integration_id, secret, offset, self._facts()),
+                messages.expiry_reminder(state.input.integration_id, secret, offset, now, self._facts()),
                 escalate=sent_before >= opts.escalate_after_reminders,
             )
 
@@ -883,7 +894,8 @@ class IntegrationWorkflow:
             state.notifications_sent,
             partial(_expiry_key, secret),
         )
-        return max(min(state.next_check_at, secret.expires_at, reminder or secret.expires_at), now)
+        moments = [state.next_check_at, secret.expires_at, reminder, state.retry_rotation_at]
+        return max(min(m for m in moments if m is not None), now)
 
     async def _notify(self, notification: Notification, *, escalate: bool = False) -> None:
         if problems := await notify(notification, escalate=escalate):

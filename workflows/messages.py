@@ -16,12 +16,15 @@ with workflow.unsafe.imports_passed_through():
     from notifications.message import Notification
     from workflows.instructions import CLI
 
-# Within this long of an expiry, reminders are critical.
+# Within this long of an expiry, reminders are critical: three days for a secret in use, a week for a
+# rotation's paste (the human has more to do, and the old secret is the one expiring).
+CRITICAL_BEFORE_EXPIRY = timedelta(days=3)
 URGENT_BEFORE_EXPIRY = timedelta(days=7)
 
 
 def _days(delta: timedelta) -> str:
-    days = max(delta.days, 0)
+    # Rounded: a reminder due 14 days before expiry runs a moment after that, not "in 13 days".
+    days = max(round(delta / timedelta(days=1)), 0)
     return "now" if days == 0 else f"in {days} day{'s' if days != 1 else ''}"
 
 
@@ -53,18 +56,21 @@ def human_reminder(
     )
 
 
-def expiry_reminder(integration_id: str, secret: SecretRef, offset: timedelta, facts: dict[str, str]) -> Notification:
-    urgent = offset <= timedelta(days=3)
+def expiry_reminder(
+    integration_id: str, secret: SecretRef, offset: timedelta, now: datetime, facts: dict[str, str]
+) -> Notification:
+    """The reminder ``offset`` before expiry (its ID); the text says how long is really left."""
+    left = secret.expires_at - now
     return _note(
         integration_id,
         f"secret_expiry:{secret.key_id}:{offset.days}d",
         kind="secret_expiry",
-        severity="critical" if urgent else "warning",
-        title=f"Client secret expires {_days(offset)}",
+        severity="critical" if left <= CRITICAL_BEFORE_EXPIRY else "warning",
+        title=f"Client secret expires {_days(left)}",
         summary=f"The Entra client secret {secret.hint}… used by the PBX expires at "
         f"{secret.expires_at:%Y-%m-%d %H:%M} UTC. When it does, directory sync, SSO and Teams presence stop.",
         due=secret.expires_at,
-        next_action=f"{CLI} retry {integration_id}" if offset.days == 0 else f"{CLI} rotate {integration_id}",
+        next_action=f"{CLI} retry {integration_id}" if left <= timedelta(0) else f"{CLI} rotate {integration_id}",
         facts=facts,
     )
 
@@ -151,14 +157,15 @@ def rotation_failed(integration_id: str, outcome: RotationStatus, current: Secre
 
 
 def provisioning_expiry(
-    watcher_id: str, credential: ProvisioningCredential, offset: timedelta, client_id: str
+    watcher_id: str, credential: ProvisioningCredential, offset: timedelta, now: datetime, client_id: str
 ) -> Notification:
+    left = credential.expires_at - now
     return _note(
         watcher_id,
-        f"provisioning_expiry:{credential.key_id}:{offset.days}d",
+        f"provisioning_expiry:{credential.key_id}:{credential.expires_at:%Y%m%d}:{offset.days}d",
         kind="provisioning_expiry",
-        severity="critical" if offset <= timedelta(days=3) else "warning",
-        title=f"The service's own Entra {credential.kind} expires {_days(offset)}",
+        severity="critical" if left <= CRITICAL_BEFORE_EXPIRY else "warning",
+        title=f"The service's own Entra {credential.kind} expires {_days(left)}",
         summary=f"The provisioning app {client_id} signs in to Microsoft Graph with a {credential.kind} (key "
         f"{credential.key_id}) that expires at {credential.expires_at:%Y-%m-%d %H:%M} UTC. After that no "
         "integration can be onboarded, checked or rotated, and secrets expire unattended.",

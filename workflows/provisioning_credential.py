@@ -66,7 +66,7 @@ class ProvisioningCredentialWorkflow:
                 )
                 if offset is not None:
                     await self._notify(
-                        messages.provisioning_expiry(_watcher(watch), credential, offset, watch.client_id)
+                        messages.provisioning_expiry(_watcher(watch), credential, offset, now, watch.client_id)
                     )
                 reminder_at = next_expiry_reminder_at(
                     credential.expires_at, opts.reminder_offsets, watch.notifications_sent, key
@@ -85,10 +85,10 @@ class ProvisioningCredentialWorkflow:
         except ActivityError as err:
             watch.problem = f"could not check at {workflow.now():%Y-%m-%d %H:%M} UTC: {failure_reason(err)}"
             return
-        renewed = check.credential is not None and watch.credential is not None
-        if renewed and check.credential.key_id != watch.credential.key_id:  # type: ignore[union-attr]
-            watch.notifications_sent = []  # remind about the new credential afresh
         watch.credential, watch.problem, watch.checked_at = check.credential, check.problem, workflow.now()
+        if check.credential is not None:  # reminders about an earlier credential or expiry are of no further use
+            current = _reminder_key(check.credential, timedelta(0)).rsplit(":", 1)[0]
+            watch.notifications_sent = [sent for sent in watch.notifications_sent if sent.startswith(current)]
 
     async def _notify(self, notification: Notification) -> None:
         if problems := await notify(notification):
@@ -100,4 +100,5 @@ def _watcher(watch: ProvisioningWatch) -> str:
 
 
 def _reminder_key(credential: ProvisioningCredential, offset: timedelta) -> str:
-    return f"provisioning_expiry:{credential.key_id}:{offset.days}d"
+    # The expiry is part of the key: a credential renewed in place is reminded about afresh.
+    return f"provisioning_expiry:{credential.key_id}:{credential.expires_at:%Y%m%d}:{offset.days}d"

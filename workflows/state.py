@@ -56,6 +56,8 @@ class IntegrationState(BaseModel):
     rotations_started: int = 0
     rotations_completed: int = 0
     pending_rotation: RotationRequest | None = None
+    # A rotation that could not get a working new secret (Graph failing) is tried again from then.
+    retry_rotation_at: datetime | None = None
     rotation_requests_seen: list[str] = Field(default_factory=list)
     # Keys replaced by a rotation, removed from the app once that succeeds (retried daily until then).
     retired_keys: list[SecretRef] = Field(default_factory=list)

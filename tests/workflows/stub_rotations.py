@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.integration import IntegrationWorkflow
     from workflows.provisioning_credential import ProvisioningCredentialWorkflow
     from workflows.rotation_request import RotationRequestWorkflow
+    from workflows.shared import signal_quietly
 
 
 @workflow.defn(name="SecretRotationWorkflow")
@@ -53,3 +54,12 @@ class RotationThatHangs:
 def stub_workflows(rotation: type) -> list[type]:
     """The real workflows, with `rotation` in place of SecretRotationWorkflow."""
     return [IntegrationWorkflow, RotationRequestWorkflow, ProvisioningCredentialWorkflow, rotation]
+
+
+@workflow.defn
+class SignalsAClosedWorkflow:
+    """Sends a signal the way our workflows do to a workflow that is not running."""
+
+    @workflow.run
+    async def run(self, target: str) -> bool:
+        return await signal_quietly(workflow.get_external_workflow_handle(target).signal("anything", "x"), "anything")

@@ -21,7 +21,12 @@ from models.integration import (
     RotationStage,
 )
 from tests.conftest import bounded, record_history, wait_until
-from tests.workflows.stub_rotations import RotationThatFails, RotationThatHangs, stub_workflows
+from tests.workflows.stub_rotations import (
+    RotationThatFails,
+    RotationThatHangs,
+    SignalsAClosedWorkflow,
+    stub_workflows,
+)
 from tests.workflows.stubs import URIS, FakeGraph, StubWorld, stub_world
 from workflows.integration import IntegrationWorkflow
 from workflows.rotation_request import RotationRequestWorkflow
@@ -92,6 +97,21 @@ async def test_a_request_to_a_closed_integration_fails_nobody(ts_env: WorkflowEn
     assert result == "integration-gone is not running: its rotation schedule was deleted"
     await record_history(ts_env.client.get_workflow_handle("rotation-request-gone-1"), "rotation-request-to-closed")
     assert world.graph.calls["delete_rotation_schedule"] == 1
+
+
+async def test_a_signal_to_a_workflow_that_has_closed_fails_nobody(ts_env: WorkflowEnvironment) -> None:
+    async with stub_world(ts_env, workflows=[SignalsAClosedWorkflow]) as world:
+        gone = await ts_env.client.start_workflow(
+            SignalsAClosedWorkflow.run, "nobody", id="soon-gone", task_queue=world.task_queue
+        )
+        await bounded(gone.result(), "the first run")  # it signalled a workflow that never existed
+        delivered = await bounded(
+            ts_env.client.execute_workflow(
+                SignalsAClosedWorkflow.run, "soon-gone", id="sender", task_queue=world.task_queue
+            ),
+            "the sender",
+        )
+    assert delivered is False, "the sender completed normally, knowing the signal was not delivered"
 
 
 async def test_consent_before_the_credentials_exist_is_refused(ts_env: WorkflowEnvironment) -> None:
@@ -209,11 +229,11 @@ async def test_the_cutover_wait_has_a_deadline_and_says_what_to_do(ts_env: Workf
         await confirm_pbx(handle)  # re-confirming during the check is allowed, and restarts it
         await ts_env.sleep(connected.secret.expires_at - await ts_env.get_current_time() + timedelta(hours=2))
         status = await wait_until(handle, settled, "settled at the deadline")
+        assert status.last_rotation is not None
         await record_history(handle, "cutover-deadline")
-        await record_history(
-            ts_env.client.get_workflow_handle(status.last_rotation.workflow_id), "cutover-deadline-rotation"
-        )
-    assert status.last_rotation is not None and status.last_rotation.stage == RotationStage.OLD_SECRET_EXPIRED
+        rotation = ts_env.client.get_workflow_handle(status.last_rotation.workflow_id)
+        await record_history(rotation, "cutover-deadline-rotation")
+    assert status.last_rotation.stage == RotationStage.OLD_SECRET_EXPIRED
     assert status.phase == Phase.CONNECTED and status.secret is not None
     assert status.secret.key_id != connected.secret.key_id, "confirmed, so the new key is tracked"
     assert connected.secret.key_id in graph.removed, "expired, so no longer of use to anyone"

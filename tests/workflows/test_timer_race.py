@@ -16,6 +16,7 @@ import contextlib
 import time
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.api.enums.v1 import EventType
@@ -75,7 +76,9 @@ def _busy(seconds: float) -> None:
         pass
 
 
-async def _race(env: WorkflowEnvironment, workflow_class: type, limit: float) -> tuple[str | None, list[int]]:
+async def _race(
+    env: WorkflowEnvironment, workflow_class: Any, limit: float
+) -> tuple[str | None, list[EventType.ValueType]]:
     """Start, poke at once, wait up to `limit` seconds: (result or None if it hung, event types)."""
     task_queue = f"race-{uuid.uuid4()}"
     # debug_mode: the slow handler must not trip the deadlock detector; unsandboxed: it reads the clock.
