@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import ssl
 import sys
@@ -388,12 +387,7 @@ class Life:
             await self.paste_rotation(await self.waiting_for_paste(_number(waiting.rotation.workflow_id)))
         elif fault == "paste-last-day":
             await self.sleep_until(old.expires_at - DAY)
-            done = await self.paste_rotation(await self.status())
-            if os.environ.get("LIFE_DEBUG"):
-                assert done.app is not None
-                for sign_in in self.sims.entra.state.sign_ins(done.app.client_id)[:40]:
-                    print("SIGNIN", sign_in.created, sign_in.credential_key_id, sign_in.error_code, sign_in.correlation_id)
-                print("ROT", done.last_rotation)
+            await self.paste_rotation(await self.status())
         elif fault == "never-pasted":
             await self.sleep_until(old.expires_at + 2 * DAY)
             await self.until(

@@ -8,8 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
+from common.codec import EncryptionCodec
 from common.secret_store import LocalSecretStore
 from models.integration import (
     ConsentConfirmation,
@@ -22,6 +24,7 @@ from models.integration import (
 from simulators.entra.seed import ADMIN_UPN
 from simulators.human import PortalHuman
 from tests.conftest import Harness, bounded, record_history, wait_until
+from tests.secret_scan import decoded_payload_bytes, leaks
 from tests.workflows.test_onboarding import connect_pbx_as_human, portal_redirect_uris
 from workflows.integration import IntegrationWorkflow
 
@@ -56,6 +59,8 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
         connected = await connect_pbx_as_human(ts, handle)
         assert connected.secret is not None
         old_key = connected.secret.key_id
+        store = LocalSecretStore(ts.settings.data_dir / "secrets", ts.settings.keys)
+        values = [(await store.get("rot", old_key)).get_secret_value()]
 
         rotation = await ts.rotate("rot")
         waiting = await paste_new_secret_as_human(ts, handle)
@@ -64,12 +69,22 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
         assert "pbx-updated rot" in waiting.pending_human_action.commands[-1]
         assert waiting.rotation is not None and waiting.rotation.new_secret is not None
         new_key = waiting.rotation.new_secret.key_id
+        values.append((await store.get("rot", new_key)).get_secret_value())
         assert key_ids(ts, waiting) == sorted([old_key, new_key]), "new secret first, old one still there"
 
         status = await ts.skip_until(handle, lambda s: s.rotation is None and s.last_rotation is not None, "settled")
         result = await bounded(rotation.result(), "the rotation")
         await record_history(handle, "rotation-integration")
         await record_history(rotation, "rotation-completed")
+        histories = [History(events=(await h.fetch_history()).events) for h in (handle, rotation)]
+
+    # Neither secret's value ever entered either workflow's history, raw or decoded.
+    codec = EncryptionCodec(ts.settings.keys)
+    for history in histories:
+        decoded = await decoded_payload_bytes(history, codec)
+        assert any(new_key.encode() in d for d in decoded), "the scan reads the payloads"
+        for value in values:
+            assert not leaks(value, [history.SerializeToString(), *decoded])
 
     assert result.stage == RotationStage.CUTOVER_PROVEN, result.message
     assert result.cutover_evidence is not None and "new key" in result.cutover_evidence
@@ -77,7 +92,6 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
     assert status.rotations_completed == 1 and status.last_rotation is not None
     assert status.last_rotation.stage == RotationStage.COMPLETED
     assert key_ids(ts, status) == [new_key], "only the old key was removed"
-    store = LocalSecretStore(ts.settings.data_dir / "secrets", ts.settings.keys)
     assert await store.key_ids("rot") == [new_key]
     portal_view = ts.sims.yeastar.state.portal
     assert portal_view.status == "Connected"
