@@ -266,17 +266,8 @@ class Harness:
         limit: float = BOUND_SECONDS,
     ) -> IntegrationStatus:
         """Like `wait_until`, but moving the clock on by `step` between looks (time-skipping server)."""
-        deadline = asyncio.get_running_loop().time() + limit
-        while True:
-            status: IntegrationStatus = await handle.query(IntegrationWorkflow.status)
-            if ready(status):
-                return status
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"never {what} within {limit:.0f}s: {status}")
-            if self.time_skipping:
-                await self.env.sleep(step)
-            else:
-                await asyncio.sleep(0.1)
+        between = (lambda: self.env.sleep(step)) if self.time_skipping else None
+        return await wait_until(handle, ready, what, limit, between=between)
 
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
@@ -290,17 +281,23 @@ class Harness:
 
 
 async def wait_until(
-    handle: WorkflowHandle[Any, Any], ready: Callable[[IntegrationStatus], bool], what: str, limit: float = 30.0
+    handle: WorkflowHandle[Any, Any],
+    ready: Callable[[IntegrationStatus], bool],
+    what: str,
+    limit: float = 30.0,
+    *,
+    between: Callable[[], Awaitable[None]] | None = None,
 ) -> IntegrationStatus:
-    """Poll the status query until `ready` (real time: the test server does not skip time while we poll)."""
+    """Poll the status query until `ready`, doing `between` between looks (default: 0.1 s of real
+    time, in which the time-skipping server does not skip)."""
     deadline = asyncio.get_running_loop().time() + limit
     while True:
         status: IntegrationStatus = await handle.query(IntegrationWorkflow.status)
         if ready(status):
             return status
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"never {what} within {limit}s: {status}")
-        await asyncio.sleep(0.1)
+            raise AssertionError(f"never {what} within {limit:.0f}s: {status}")
+        await (between() if between is not None else asyncio.sleep(0.1))
 
 
 async def wait_for_phase(handle: WorkflowHandle[Any, Any], *phases: Phase, limit: float = 30.0) -> IntegrationStatus:

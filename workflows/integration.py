@@ -29,15 +29,11 @@ with workflow.unsafe.imports_passed_through():
     from models.activities import (
         ActivityResult,
         CheckCredentialInput,
-        CreateSecretInput,
         CredentialCheck,
-        DiscardSecretsInput,
-        DiscardSecretsResult,
         PermissionsInput,
         PermissionsResult,
         PreflightInput,
         PreflightResult,
-        ProveSecretInput,
         ProveSecretResult,
         RedirectUrisInput,
         RegisterInput,
@@ -76,7 +72,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.human import due_expiry_reminder, next_expiry_reminder_at, wait_for_human
     from workflows.notify import notify
     from workflows.rotation import SecretRotationWorkflow
-    from workflows.shared import failure_reason, history_too_long, run_activity, signal_quietly
+    from workflows.shared import (
+        create_secret,
+        discard_operation_secrets,
+        failure_reason,
+        history_too_long,
+        prove_secret,
+        run_activity,
+        signal_quietly,
+    )
     from workflows.state import REMEMBERED_REQUESTS, IntegrationState
 
 T = TypeVar("T")
@@ -424,16 +428,7 @@ class IntegrationWorkflow:
 
     async def _discard_rotation_secrets(self, rotation_id: str) -> None:
         try:
-            await run_activity(
-                activity.DISCARD_OPERATION_SECRETS,
-                DiscardSecretsInput(
-                    integration_id=self._state.input.integration_id,
-                    tenant_id=self._app.tenant_id,
-                    application_object_id=self._app.application_object_id,
-                    operation_id=rotation_id,
-                ),
-                DiscardSecretsResult,
-            )
+            await discard_operation_secrets(self._state.input.integration_id, self._app, rotation_id)
         except ActivityError as err:
             self._warn("discard", f"secrets of rotation {rotation_id} not cleaned up: {failure_reason(err)}")
 
@@ -528,37 +523,23 @@ class IntegrationWorkflow:
     async def _create_secret(self) -> ProveSecretResult:
         state = self._state
         lifetime = state.secret_lifetime or state.input.options.secret_lifetime
-        # Deterministic per attempt of this step: a retried activity reconciles instead of adding twice.
-        operation_id = f"{workflow.info().workflow_id}-{state.steps[Step.CLIENT_SECRET].attempts}-" + (
-            workflow.now().strftime("%Y%m%d%H%M%S")
-        )
         if state.secret is None:
-            state.secret = await run_activity(
-                activity.CREATE_CLIENT_SECRET,
-                CreateSecretInput(
-                    integration_id=state.input.integration_id,
-                    tenant_id=self._app.tenant_id,
-                    application_object_id=self._app.application_object_id,
-                    operation_id=operation_id,
-                    description=f"Yeastar PBX {state.input.integration_id}",
-                    expires_at=workflow.now() + lifetime,
-                ),
-                SecretRef,
+            state.secret = await create_secret(
+                state.input.integration_id,
+                self._app,
+                # Deterministic per attempt of this step: a retried activity reconciles.
+                operation_id=f"{workflow.info().workflow_id}-{state.steps[Step.CLIENT_SECRET].attempts}-"
+                f"{workflow.now():%Y%m%d%H%M%S}",
+                description=f"Yeastar PBX {state.input.integration_id}",
+                expires_at=workflow.now() + lifetime,
             )
             self._upsert_search_attributes()
-        opts = state.input.options
-        return await run_activity(
-            activity.PROVE_SECRET,
-            ProveSecretInput(
-                integration_id=state.input.integration_id,
-                tenant_id=self._app.tenant_id,
-                client_id=self._app.client_id,
-                key_id=self._secret.key_id,
-                timeout=opts.secret_replication_timeout,
-                sign_in_id=self._own_sign_in_id(),
-            ),
-            ProveSecretResult,
-            start_to_close_timeout=opts.secret_replication_timeout + timedelta(minutes=1),
+        return await prove_secret(
+            state.input.integration_id,
+            self._app,
+            self._secret.key_id,
+            state.input.options,
+            sign_in_id=self._own_sign_in_id(),
         )
 
     async def _verify(self) -> Verification:

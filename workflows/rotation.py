@@ -21,15 +21,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from models import activity_names as activity
-    from models.activities import (
-        CreateSecretInput,
-        CutoverEvidence,
-        CutoverInput,
-        DiscardSecretsInput,
-        DiscardSecretsResult,
-        ProveSecretInput,
-        ProveSecretResult,
-    )
+    from models.activities import CutoverEvidence, CutoverInput
     from models.integration import (
         ConsentConfirmation,
         InstructionCard,
@@ -44,7 +36,15 @@ with workflow.unsafe.imports_passed_through():
     from workflows.alarms import Alarms
     from workflows.human import wait_for_human
     from workflows.notify import notify
-    from workflows.shared import failure_reason, history_too_long, run_activity, signal_quietly
+    from workflows.shared import (
+        create_secret,
+        discard_operation_secrets,
+        failure_reason,
+        history_too_long,
+        prove_secret,
+        run_activity,
+        signal_quietly,
+    )
 
 # While the PBX keeps using the old key, sign-in logs are read less and less often, down to this.
 SLOWEST_CUTOVER_POLL = timedelta(hours=1)
@@ -105,33 +105,17 @@ class SecretRotationWorkflow:
         carry = self._carry
         plan, status = carry.plan, carry.status
         try:
-            status.new_secret = await run_activity(
-                activity.CREATE_CLIENT_SECRET,
-                CreateSecretInput(
-                    integration_id=plan.integration_id,
-                    tenant_id=plan.app.tenant_id,
-                    application_object_id=plan.app.application_object_id,
-                    # Unique per rotation: a retried activity reconciles, never adds twice.
-                    operation_id=status.workflow_id,
-                    description=f"Yeastar PBX {plan.integration_id} (rotation)",
-                    expires_at=workflow.now() + plan.lifetime,
-                ),
-                SecretRef,
+            status.new_secret = await create_secret(
+                plan.integration_id,
+                plan.app,
+                operation_id=status.workflow_id,  # unique per rotation
+                description=f"Yeastar PBX {plan.integration_id} (rotation)",
+                expires_at=workflow.now() + plan.lifetime,
             )
             sign_in_id = str(workflow.uuid4())
             carry.own_sign_in_ids.append(sign_in_id)
-            await run_activity(
-                activity.PROVE_SECRET,
-                ProveSecretInput(
-                    integration_id=plan.integration_id,
-                    tenant_id=plan.app.tenant_id,
-                    client_id=plan.app.client_id,
-                    key_id=status.new_secret.key_id,
-                    timeout=plan.options.secret_replication_timeout,
-                    sign_in_id=sign_in_id,
-                ),
-                ProveSecretResult,
-                start_to_close_timeout=plan.options.secret_replication_timeout + timedelta(minutes=1),
+            await prove_secret(
+                plan.integration_id, plan.app, status.new_secret.key_id, plan.options, sign_in_id=sign_in_id
             )
         except ActivityError as err:
             status.message = f"no working new secret: {failure_reason(err)}; {await self._discard_new_secret()}"
@@ -142,16 +126,7 @@ class SecretRotationWorkflow:
     async def _discard_new_secret(self) -> str:
         plan, status = self._carry.plan, self._carry.status
         try:
-            await run_activity(
-                activity.DISCARD_OPERATION_SECRETS,
-                DiscardSecretsInput(
-                    integration_id=plan.integration_id,
-                    tenant_id=plan.app.tenant_id,
-                    application_object_id=plan.app.application_object_id,
-                    operation_id=status.workflow_id,
-                ),
-                DiscardSecretsResult,
-            )
+            await discard_operation_secrets(plan.integration_id, plan.app, status.workflow_id)
         except ActivityError as err:
             return f"removing what was created failed too ({failure_reason(err)})"
         return "nothing was left behind"

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from models import activity_names as activity
+    from models.activities import (
+        CreateSecretInput,
+        DiscardSecretsInput,
+        DiscardSecretsResult,
+        ProveSecretInput,
+        ProveSecretResult,
+    )
+    from models.integration import AppIds, LifecycleOptions, SecretRef
 
 T = TypeVar("T")
 
@@ -54,3 +65,57 @@ def failure_reason(err: FailureError) -> str:
 def history_too_long(limit: int) -> bool:
     info = workflow.info()
     return info.get_current_history_length() >= limit or info.is_continue_as_new_suggested()
+
+
+# The secret steps both the onboarding and a rotation take.
+
+
+async def create_secret(
+    integration_id: str, app: AppIds, *, operation_id: str, description: str, expires_at: datetime
+) -> SecretRef:
+    """``addPassword`` tagged with ``operation_id``: a retried attempt reconciles, never adds twice."""
+    return await run_activity(
+        activity.CREATE_CLIENT_SECRET,
+        CreateSecretInput(
+            integration_id=integration_id,
+            tenant_id=app.tenant_id,
+            application_object_id=app.application_object_id,
+            operation_id=operation_id,
+            description=description,
+            expires_at=expires_at,
+        ),
+        SecretRef,
+    )
+
+
+async def prove_secret(
+    integration_id: str, app: AppIds, key_id: str, options: LifecycleOptions, *, sign_in_id: str
+) -> ProveSecretResult:
+    """Sign in with the new secret until Entra accepts it (replication), marked with ``sign_in_id``."""
+    return await run_activity(
+        activity.PROVE_SECRET,
+        ProveSecretInput(
+            integration_id=integration_id,
+            tenant_id=app.tenant_id,
+            client_id=app.client_id,
+            key_id=key_id,
+            timeout=options.secret_replication_timeout,
+            sign_in_id=sign_in_id,
+        ),
+        ProveSecretResult,
+        start_to_close_timeout=options.secret_replication_timeout + timedelta(minutes=1),
+    )
+
+
+async def discard_operation_secrets(integration_id: str, app: AppIds, operation_id: str) -> DiscardSecretsResult:
+    """Remove whatever an operation added (found by its tag), known to the workflow or not."""
+    return await run_activity(
+        activity.DISCARD_OPERATION_SECRETS,
+        DiscardSecretsInput(
+            integration_id=integration_id,
+            tenant_id=app.tenant_id,
+            application_object_id=app.application_object_id,
+            operation_id=operation_id,
+        ),
+        DiscardSecretsResult,
+    )
