@@ -27,11 +27,12 @@ typecheck: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest
 
-# The three benchmarks at their defaults (about 15 min on two cores); see README "Benchmarks".
+# The benchmarks at their defaults (about 25 min on two cores); see README "Benchmarks".
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench.onboard_fleet
 	$(BIN)/python -m bench.idle_fleet
 	$(BIN)/python -m bench.lifetime
+	$(BIN)/python -m bench.lifetime --faults
 
 clean:
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

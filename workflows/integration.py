@@ -376,6 +376,7 @@ class IntegrationWorkflow:
             await self._rotation_failed(outcome, known)
         elif outcome.stage == RotationStage.CUTOVER_PROVEN:
             self._adopt(new)
+            state.rotations_completed += 1
             state.retired_keys.append(old)
             outcome.stage = RotationStage.COMPLETED
             outcome.message = f"the PBX signs in with key {new.key_id}; old key {old.key_id} retired"
@@ -395,6 +396,7 @@ class IntegrationWorkflow:
             )
         else:  # confirmed, but the cut-over was never proven (the deadline, or the child failed)
             self._adopt(new)
+            state.rotations_completed += 1
             if workflow.now() >= old.expires_at:
                 state.retired_keys.append(old)
             self._warn(
@@ -410,7 +412,10 @@ class IntegrationWorkflow:
     async def _rotation_failed(self, outcome: RotationStatus, known: RotationStatus) -> None:
         """Nothing was confirmed: the PBX stays on the current secret, reminders and checks resume."""
         state = self._state
-        if outcome.stage != RotationStage.ABANDONED:  # the child could not clean up after itself
+        if outcome.stage == RotationStage.ABANDONED:  # no working new secret (Graph failing): try again soon
+            state.retry_rotation_at = workflow.now() + state.input.options.credential_check_interval
+            outcome.message = f"{outcome.message}; tried again at {state.retry_rotation_at:%Y-%m-%d %H:%M} UTC"
+        else:  # it ended from outside or failed itself: clean up what it could not
             outcome.stage = RotationStage.FAILED
             if known.handed_over_at is None:
                 await self._discard_rotation_secrets(outcome.workflow_id)
@@ -420,9 +425,6 @@ class IntegrationWorkflow:
                     f"{outcome.message}; its new key {new.key_id} stays in Entra in case it was already pasted "
                     f"into the PBX (it expires {new.expires_at:%Y-%m-%d})"
                 )
-        if outcome.stage == RotationStage.ABANDONED:  # no working new secret (Graph failing): try again soon
-            state.retry_rotation_at = workflow.now() + state.input.options.credential_check_interval
-            outcome.message = f"{outcome.message}; tried again at {state.retry_rotation_at:%Y-%m-%d %H:%M} UTC"
         self._warn("rotation", f"Rotation {outcome.workflow_id} failed: {outcome.message}")
         await self._notify(messages.rotation_failed(state.input.integration_id, outcome, self._secret))
 
@@ -435,7 +437,6 @@ class IntegrationWorkflow:
     def _adopt(self, new: SecretRef) -> None:
         state = self._state
         state.secret = new
-        state.rotations_completed += 1
         # Reminders already sent for the old key are of no further use.
         state.notifications_sent = [sent for sent in state.notifications_sent if new.key_id in sent]
         self._upsert_search_attributes()
