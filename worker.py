@@ -65,6 +65,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
         provisioning.check_credential,
         provisioning.remove_client_secret,
         provisioning.discard_operation_secrets,
+        provisioning.offboard_app,
         provisioning.cutover_evidence,
         provisioning.check_provisioning_credential,
         schedule.ensure_rotation_schedule,

@@ -29,6 +29,8 @@ from models.activities import (
     CutoverInput,
     DiscardSecretsInput,
     DiscardSecretsResult,
+    OffboardAppInput,
+    OffboardResult,
     PermissionsInput,
     PermissionsResult,
     PreflightInput,
@@ -64,7 +66,10 @@ OPTIONAL_ROLES = {
     "new secret",
     "Policy.Read.All": "without Policy.Read.All the tenant's secret-lifetime policy can't be read; assuming none",
 }
-OPERATION_TAG = "[op:{}]"
+# Every credential the service adds carries this in its display name: an operation's own tag, and
+# (its prefix) the mark of the service's credentials, e.g. for offboarding.
+SERVICE_TAG = "[op:"
+OPERATION_TAG = SERVICE_TAG + "{}]"
 
 
 def _attempt() -> int:
@@ -465,6 +470,29 @@ class ProvisioningActivities:
             await self._secrets.delete(req.integration_id, credential.key_id)
         log.info("operation's secrets discarded", operation_id=req.operation_id, removed=len(tagged))
         return DiscardSecretsResult(removed=[c.key_id for c in tagged], attempt=_attempt())
+
+    @activity.defn(name=names.OFFBOARD_APP)
+    @graph_activity
+    async def offboard_app(self, req: OffboardAppInput) -> OffboardResult:
+        """Remove the service's client secrets (every credential it tagged) or the whole app, and the
+        integration's secrets from the store. Converges: already gone counts as done."""
+        graph = self._graph(req.tenant_id)
+        removed: list[str] = []
+        if req.delete_app:
+            with contextlib.suppress(NotFound):
+                await graph.delete_application(req.application_object_id)
+        else:
+            with contextlib.suppress(NotFound):  # the app itself is gone
+                for credential in await graph.list_passwords(req.application_object_id):
+                    if SERVICE_TAG in (credential.display_name or ""):
+                        await graph.remove_password(req.application_object_id, credential.key_id)
+                        removed.append(credential.key_id)
+        for key_id in await self._secrets.key_ids(req.integration_id):
+            await self._secrets.delete(req.integration_id, key_id)
+        log.info(
+            "integration offboarded", integration_id=req.integration_id, app_deleted=req.delete_app, removed=removed
+        )
+        return OffboardResult(removed_key_ids=removed, app_deleted=req.delete_app, attempt=_attempt())
 
     @activity.defn(name=names.CUTOVER_EVIDENCE)
     @graph_activity

@@ -10,12 +10,30 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
 ENCODING = b"binary/encrypted"
 _NONCE_BYTES = 12
+
+
+class UnreadablePayload(ValueError):
+    """A payload this process can't decrypt: its key is not among this process's YEC_ENCRYPTION_KEYS."""
+
+    def __init__(self, key_id: str, *, known: bool) -> None:
+        self.key_id = key_id
+        reason = (
+            f"its key ID {key_id!r} is in YEC_ENCRYPTION_KEYS here, but it does not decrypt with that key (a "
+            "different key under the same ID, or damaged data)"
+            if known
+            else f"it was encrypted with key ID {key_id!r}, which is not in YEC_ENCRYPTION_KEYS here"
+        )
+        super().__init__(
+            f"can't decrypt the workflow's data: {reason} (this process and the worker must share the key; "
+            "a new key goes first in the list, the old ones stay after it)"
+        )
 
 
 class EncryptionCodec(PayloadCodec):
@@ -45,7 +63,10 @@ class EncryptionCodec(PayloadCodec):
             key_id = payload.metadata["encryption-key-id"]
             cipher = self._ciphers.get(key_id.decode())
             if cipher is None:
-                raise ValueError(f"payload encrypted with unknown key ID {key_id.decode()!r}")
+                raise UnreadablePayload(key_id.decode(), known=False)
             nonce, ciphertext = payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:]
-            decoded.append(Payload.FromString(cipher.decrypt(nonce, ciphertext, key_id)))
+            try:
+                decoded.append(Payload.FromString(cipher.decrypt(nonce, ciphertext, key_id)))
+            except InvalidTag:
+                raise UnreadablePayload(key_id.decode(), known=True) from None
         return decoded

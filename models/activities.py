@@ -146,6 +146,19 @@ class DiscardSecretsResult(ActivityResult):
     removed: list[str]
 
 
+class OffboardAppInput(BaseModel):
+    integration_id: str
+    tenant_id: str
+    application_object_id: str
+    # The whole app registration (soft-deleted: restorable for 30 days), or only the service's secrets.
+    delete_app: bool
+
+
+class OffboardResult(ActivityResult):
+    removed_key_ids: list[str]
+    app_deleted: bool
+
+
 class CutoverInput(BaseModel):
     tenant_id: str
     client_id: str

@@ -155,6 +155,37 @@ class Phase(StrEnum):
     ROTATING = "Rotating"
     BLOCKED = "Blocked"
     EXPIRED = "Expired"
+    OFFBOARDED = "Offboarded"
+
+    @property
+    def sentence(self) -> str:
+        """The phase in words, for people."""
+        return _PHASE_SENTENCES[self]
+
+
+_PHASE_SENTENCES = {
+    Phase.STARTING: "Starting",
+    Phase.WAITING_FOR_REDIRECT_URIS: "Waiting for the redirect URIs from the PBX portal",
+    Phase.PROVISIONING: "Setting up the Entra application",
+    Phase.WAITING_FOR_CONSENT: "Waiting for the administrator to connect the PBX",
+    Phase.VERIFYING: "Checking the connection",
+    Phase.CONNECTED: "Connected",
+    Phase.ROTATING: "Connected, replacing the client secret",
+    Phase.BLOCKED: "Blocked: needs a fix, then retry",
+    Phase.EXPIRED: "Expired: the PBX can't sync until it has a valid secret",
+    Phase.OFFBOARDED: "Offboarded",
+}
+
+
+def in_words(duration: timedelta) -> str:
+    """A duration as people say it: "90 days", "1 day 6 hours", "15 seconds"."""
+    seconds = int(duration.total_seconds())
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count} {unit}{'s' if count != 1 else ''}")
+    return " ".join(parts[:2]) or "0 seconds"
 
 
 class Step(StrEnum):
@@ -332,6 +363,15 @@ class IntegrationStatus(BaseModel):
     next_check_at: datetime | None = None
     history_length: int
     continued_as_new: int
+
+
+class OffboardRequest(BaseModel):
+    """End an integration: `cancel` (it never connected) removes what onboarding created; `offboard`
+    removes the service's client secrets, or the whole app registration with ``delete_app``."""
+
+    cancel: bool = False
+    delete_app: bool = False
+    by: str | None = None
 
 
 class ConsentConfirmation(BaseModel):

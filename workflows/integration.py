@@ -30,6 +30,9 @@ with workflow.unsafe.imports_passed_through():
         ActivityResult,
         CheckCredentialInput,
         CredentialCheck,
+        IntegrationRef,
+        OffboardAppInput,
+        OffboardResult,
         PermissionsInput,
         PermissionsResult,
         PreflightInput,
@@ -49,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         ConsentConfirmation,
         InstructionCard,
         IntegrationStatus,
+        OffboardRequest,
         OnboardInput,
         PendingHuman,
         Phase,
@@ -86,6 +90,8 @@ with workflow.unsafe.imports_passed_through():
 T = TypeVar("T")
 PROVISIONING_STEPS = (Step.REGISTER_APP, Step.SSO_REDIRECT_URI, Step.PERMISSIONS, Step.CLIENT_SECRET)
 CONFIRMABLE_ROTATION_STAGES = (RotationStage.WAITING_FOR_PBX, RotationStage.VERIFYING_CUTOVER)
+# Offboarding is the last thing an integration does: it keeps trying Graph for this long.
+OFFBOARD_PATIENCE = timedelta(hours=6)
 ROTATION_OVERRUN = timedelta(days=1)
 
 
@@ -100,13 +106,17 @@ class IntegrationWorkflow:
     @workflow.run
     async def run(self, start: OnboardInput, resume: IntegrationState | None = None) -> IntegrationStatus:
         # Each pass does what the carried state calls for, so a run continued-as-new mid-way resumes there.
-        while True:
-            if self._state.blocked is not None:
-                await self._wait_for_retry()
-            elif not self._onboarded:
-                await self._onboard()
-            else:
-                await self._stay_connected()
+        try:
+            while True:
+                self._stop_if_offboarding()
+                if self._state.blocked is not None:
+                    await self._wait_for_retry()
+                elif not self._onboarded:
+                    await self._onboard()
+                else:
+                    await self._stay_connected()
+        except _Offboarding:
+            return await self._offboard()
 
     # ------------------------------------------------------------ onboarding
 
@@ -243,7 +253,8 @@ class IntegrationWorkflow:
                     return
                 continue
             await self._alarms.wait_until(
-                self._next_wake(secret, now), lambda: self._state.pending_rotation is not None
+                self._next_wake(secret, now),
+                lambda: self._state.pending_rotation is not None or self._state.offboard is not None,
             )
 
     async def _daily_check(self, secret: SecretRef) -> bool:
@@ -365,6 +376,9 @@ class IntegrationWorkflow:
         state = self._state
         known = state.rotation
         assert known is not None
+        if state.offboard is not None:  # cancelled by the offboarding, which removes what it created
+            state.rotation, state.last_rotation = None, outcome.model_copy(update={"stage": RotationStage.FAILED})
+            return
         # What this workflow saw itself (the confirmation passes through it) fills what a failed child lost.
         outcome.pbx_updated_at = outcome.pbx_updated_at or known.pbx_updated_at
         outcome.handed_over_at = outcome.handed_over_at or known.handed_over_at
@@ -469,6 +483,83 @@ class IntegrationWorkflow:
             state.retired_keys.remove(key)
             state.warnings.pop(topic, None)
 
+    # ------------------------------------------------------------- offboarding
+
+    def _stop_if_offboarding(self) -> None:
+        """Called at every safe point (before a step, after a wait): unwinds to `run` once asked to end."""
+        if self._state.offboard is not None:
+            raise _Offboarding
+
+    async def _offboard(self) -> IntegrationStatus:
+        """Remove what the service created (the schedule, its secrets or the whole app) and end."""
+        state = self._state
+        request = state.offboard
+        assert request is not None
+        what = []
+        if state.input.schedule_rotations and state.schedule_ensured_for is not None:
+            try:
+                await run_activity(
+                    activity.DELETE_ROTATION_SCHEDULE,
+                    IntegrationRef(integration_id=state.input.integration_id),
+                    ActivityResult,
+                )
+                what.append("the rotation schedule")
+            except ActivityError as err:
+                self._warn("offboard-schedule", f"the rotation schedule was not deleted: {failure_reason(err)}")
+        if state.app is not None:
+            delete_app = request.delete_app or request.cancel
+            try:
+                result = await run_activity(
+                    activity.OFFBOARD_APP,
+                    OffboardAppInput(
+                        integration_id=state.input.integration_id,
+                        tenant_id=state.app.tenant_id,
+                        application_object_id=state.app.application_object_id,
+                        delete_app=delete_app,
+                    ),
+                    OffboardResult,
+                    schedule_to_close_timeout=OFFBOARD_PATIENCE,
+                )
+                what.append(
+                    f"the app registration {state.app.client_id} (restorable for 30 days)"
+                    if result.app_deleted
+                    else f"{len(result.removed_key_ids)} client secret(s) of the service from the app"
+                )
+            except ActivityError as err:
+                self._warn(
+                    "offboard-app",
+                    f"Entra could not be cleaned up ({failure_reason(err)}): remove the app's secrets or the app "
+                    f"{state.app.client_id} in the Entra admin center",
+                )
+        state.blocked, state.waiting, state.rotation = None, None, None
+        self._set_phase(Phase.OFFBOARDED)
+        verb = "Cancelled" if request.cancel else "Offboarded"
+        state.instruction = InstructionCard(
+            title=f"{verb} by {request.by or 'the operator'} at {workflow.now():%Y-%m-%d %H:%M} UTC",
+            steps=[f"Removed: {', '.join(what) or 'nothing (nothing had been created)'}."]
+            + ([] if request.delete_app or request.cancel else ["The app registration itself was kept."]),
+        )
+        workflow.logger.info("integration ended", extra={"integration_id": state.input.integration_id, "how": verb})
+        return self.status()
+
+    @workflow.update
+    async def offboard(self, request: OffboardRequest) -> IntegrationStatus:
+        self._state.offboard = request
+        if self._rotation_child is not None:  # it ends, cancelled; the integration then winds up
+            await signal_quietly(workflow.get_external_workflow_handle(self._rotation_child.id).cancel(), "cancel")
+        return self.status()
+
+    @offboard.validator
+    def _validate_offboard(self, request: OffboardRequest) -> None:
+        state = self._state
+        if state.offboard is not None:
+            raise ValueError("it is already being offboarded")
+        if request.cancel and state.connected_at is not None:
+            raise ValueError(
+                f"it has been Connected (since {state.connected_at:%Y-%m-%d}): end it with offboard, which removes "
+                "the service's secrets (or the app, with --delete-app)"
+            )
+
     # ----------------------------------------------------------- the steps
 
     async def _preflight(self) -> PreflightResult:
@@ -571,19 +662,42 @@ class IntegrationWorkflow:
     # ----------------------------------------------- handlers (the human side)
 
     @workflow.update
-    def submit_redirect_uris(self, uris: RedirectUris) -> IntegrationStatus:
-        self._state.redirect_uris = uris
+    async def submit_redirect_uris(self, uris: RedirectUris) -> IntegrationStatus:
+        """Guide step 1, or later (the PBX moved to a new domain): once the app exists, the new URIs
+        are applied to its registration before they are taken."""
+        state = self._state
+        if state.app is not None:
+            try:
+                await run_activity(
+                    activity.SET_REDIRECT_URIS,
+                    RedirectUrisInput(
+                        tenant_id=state.app.tenant_id,
+                        application_object_id=state.app.application_object_id,
+                        redirect_uris=uris.as_list(),
+                    ),
+                    ActivityResult,
+                )
+            except ActivityError as err:
+                raise ApplicationError(f"Entra refused the redirect URIs: {failure_reason(err)}") from None
+        state.redirect_uris = uris
         return self.status()
 
     @submit_redirect_uris.validator
     def _validate_redirect_uris(self, uris: RedirectUris) -> None:
-        if self._state.redirect_uris is not None:
-            raise ValueError(
-                f"redirect URIs were already provided ({self._state.redirect_uris.redirect_uri}); "
-                "they can't be changed during onboarding"
-            )
+        state = self._state
         if problems := uris.problems():
             raise ValueError("; ".join(problems))
+        if uris == state.redirect_uris:
+            raise ValueError("these are the redirect URIs the app already has")
+        if running := [str(step) for step, status in state.steps.items() if status.state == StepState.RUNNING]:
+            raise ValueError(f"the step {running[0]} is running; send them again in a moment")
+        if state.offboard is not None or state.phase == Phase.OFFBOARDED:
+            raise ValueError("the integration is being offboarded")
+
+    @workflow.query
+    def started_with(self) -> OnboardInput:
+        """What the integration was started with (to tell a repeated `onboard` what differs)."""
+        return self._state.input
 
     @workflow.update
     def confirm_consent(self, confirmation: ConsentConfirmation) -> IntegrationStatus:
@@ -762,6 +876,7 @@ class IntegrationWorkflow:
         if status.state in (StepState.DONE, StepState.SKIPPED):
             return None
         while True:
+            self._stop_if_offboarding()
             status.state, status.started_at, status.finished_at = StepState.RUNNING, workflow.now(), None
             try:
                 result = await action()
@@ -848,12 +963,13 @@ class IntegrationWorkflow:
 
         await wait_for_human(
             state.waiting,
-            done,
+            lambda: done() or self._state.offboard is not None,
             every=opts.human_reminder_interval,
             remind=remind,
             alarms=self._alarms,
             checkpoint=self._checkpoint,
         )
+        self._stop_if_offboarding()
         state.waiting = None
 
     async def _send_due_expiry_reminders(self, secret: SecretRef, now: datetime) -> None:
@@ -891,6 +1007,7 @@ class IntegrationWorkflow:
     async def _checkpoint(self) -> None:
         """Continue-as-new once history is long. Never while a rotation runs: the child's outcome must
         reach this run (its history meanwhile grows only by the rotation's few progress messages)."""
+        self._stop_if_offboarding()
         state = self._state
         if state.rotation is not None or not history_too_long(state.input.options.max_history_events):
             return
@@ -934,6 +1051,10 @@ class IntegrationWorkflow:
         if state.secret is not None:
             updates.append(search_attributes.SECRET_EXPIRY.value_set(state.secret.expires_at))
         workflow.upsert_search_attributes(updates)
+
+
+class _Offboarding(Exception):
+    """Raised at a safe point once `offboard` was accepted; `run` catches it and winds up."""
 
 
 def _expiry_key(secret: SecretRef, offset: timedelta) -> str:

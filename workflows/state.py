@@ -10,6 +10,7 @@ from models.integration import (
     AppIds,
     Blocked,
     InstructionCard,
+    OffboardRequest,
     OnboardInput,
     PendingHuman,
     Phase,
@@ -62,4 +63,6 @@ class IntegrationState(BaseModel):
     # Keys replaced by a rotation, removed from the app once that succeeds (retried daily until then).
     retired_keys: list[SecretRef] = Field(default_factory=list)
     schedule_ensured_for: timedelta | None = None
+    # Set by `offboard` / `cancel`: the workflow winds up at its next safe point and ends.
+    offboard: OffboardRequest | None = None
     continued_as_new: int = 0

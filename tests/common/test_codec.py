@@ -6,14 +6,13 @@ from __future__ import annotations
 import base64
 
 import pytest
-from cryptography.exceptions import InvalidTag
 from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload
 from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DataConverter
 from temporalio.exceptions import ApplicationError
 
-from common.codec import ENCODING, EncryptionCodec
+from common.codec import ENCODING, EncryptionCodec, UnreadablePayload
 from common.settings import Settings
 from common.temporal import data_converter
 
@@ -83,8 +82,16 @@ async def test_key_rotation(codec: EncryptionCodec) -> None:
 async def test_unknown_key_id_is_a_clear_error(codec: EncryptionCodec) -> None:
     encoded = await codec.encode(plain_payloads(PLAINTEXT))
 
-    with pytest.raises(ValueError, match="payload encrypted with unknown key ID 'old'"):
+    with pytest.raises(UnreadablePayload, match="key ID 'old', which is not in YEC_ENCRYPTION_KEYS here") as caught:
         await EncryptionCodec({"new": NEW_KEY}).decode(encoded)
+    assert caught.value.key_id == "old"
+
+
+async def test_a_different_key_under_the_same_id_is_named(codec: EncryptionCodec) -> None:
+    encoded = await codec.encode(plain_payloads(PLAINTEXT))
+
+    with pytest.raises(UnreadablePayload, match="key ID 'old' is in YEC_ENCRYPTION_KEYS here, but it does not"):
+        await EncryptionCodec({"old": NEW_KEY}).decode(encoded)
 
 
 @pytest.mark.parametrize("position", [0, 11, 12, -1], ids=["nonce-start", "nonce-end", "ciphertext", "tag"])
@@ -94,14 +101,14 @@ async def test_tampered_data_is_rejected(codec: EncryptionCodec, position: int) 
     data[position] ^= 0x01
     tampered = Payload(metadata=dict(encoded.metadata), data=bytes(data))
 
-    with pytest.raises(InvalidTag):
+    with pytest.raises(UnreadablePayload):
         await codec.decode([tampered])
 
 
 async def test_truncated_data_is_rejected(codec: EncryptionCodec) -> None:
     (encoded,) = await codec.encode(plain_payloads(PLAINTEXT))
 
-    with pytest.raises(InvalidTag):
+    with pytest.raises(UnreadablePayload):
         await codec.decode([Payload(metadata=dict(encoded.metadata), data=encoded.data[:-1])])
 
 
@@ -111,7 +118,7 @@ async def test_key_id_is_bound_to_the_ciphertext() -> None:
     (encoded,) = await codec.encode(plain_payloads(PLAINTEXT))
     relabelled = Payload(metadata={**encoded.metadata, "encryption-key-id": b"b"}, data=encoded.data)
 
-    with pytest.raises(InvalidTag):
+    with pytest.raises(UnreadablePayload):
         await codec.decode([relabelled])
 
 

@@ -31,6 +31,8 @@ from models.activities import (
     DiscardSecretsResult,
     IntegrationRef,
     NotifyInput,
+    OffboardAppInput,
+    OffboardResult,
     PermissionsInput,
     PermissionsResult,
     PreflightInput,
@@ -88,6 +90,7 @@ class FakeGraph:
     channel_down: set[str] = field(default_factory=set)
     delivered: list[tuple[str, Notification]] = field(default_factory=list)
     provisioning_expiry: datetime | None = None
+    app_deleted: bool = False
     calls: Counter[str] = field(default_factory=Counter)
 
     def of_kind(self, kind: str, channel: str = "ops") -> list[Notification]:
@@ -187,6 +190,15 @@ class StubActivities:
             del self.graph.keys[key]
             self.graph.removed.append(key)
         return DiscardSecretsResult(removed=gone)
+
+    @activity.defn(name=names.OFFBOARD_APP)
+    async def offboard_app(self, req: OffboardAppInput) -> OffboardResult:
+        self._count()
+        removed = [] if req.delete_app else list(self.graph.keys)
+        self.graph.keys.clear()
+        self.graph.removed += removed
+        self.graph.app_deleted = req.delete_app
+        return OffboardResult(removed_key_ids=removed, app_deleted=req.delete_app)
 
     @activity.defn(name=names.CUTOVER_EVIDENCE)
     async def cutover_evidence(self, req: CutoverInput) -> CutoverEvidence:
