@@ -17,6 +17,8 @@ import base64
 import contextlib
 import json
 import os
+import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -92,6 +94,16 @@ def demo_keys() -> str:
     return key_file.read_text().strip()
 
 
+def write_shell_env(settings: dict[str, str]) -> Path:
+    """The demo's settings as a file a shell can source (0600: it holds the demo's key)."""
+    path = DEMO_DIR / "demo.env"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.writelines(f"{name}={shlex.quote(value)}\n" for name, value in settings.items())
+    return path
+
+
 def read_env_file(path: Path) -> dict[str, str]:
     env = {}
     for line in path.read_text().splitlines():
@@ -122,14 +134,15 @@ class Processes:
         return True
 
     def stop_all(self) -> None:
-        for _, process in reversed(self._running):
-            process.terminate()
+        """One at a time, the last started first: the worker, then the simulators, then the server."""
         for name, process in reversed(self._running):
+            process.terminate()
             try:
                 process.wait(timeout=25)
             except subprocess.TimeoutExpired:
                 print(f"    {name} did not stop in time; killing it", flush=True)
                 process.kill()
+                process.wait()
 
 
 def cli(env: dict[str, str], *args: str, capture: bool = False) -> str:
@@ -312,11 +325,18 @@ def main() -> None:
     parser.add_argument("--keep-running", action="store_true", help="leave server, simulators, worker running")
     args = parser.parse_args()
 
-    for port, owner in ((7233, "Temporal"), (8443, "Entra simulator"), (8444, "Yeastar simulator")):
+    for port, owner in (
+        (7233, "Temporal"),
+        (8233, "Temporal UI"),
+        (8443, "Entra simulator"),
+        (8444, "Yeastar simulator"),
+    ):
         if port_open(port):
             raise SystemExit(f"error: port {port} (for the {owner}) is busy; stop whatever is using it, then re-run")
 
     processes = Processes()
+    # SIGTERM (a closed terminal, `kill`) ends the demo like Ctrl-C does: its children are stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         say("Starting the Temporal dev server (SQLite: .data/demo/temporal/temporal.sqlite)")
         processes.start("temporal", dev_server_command(DEMO_DIR / "temporal"))
@@ -369,7 +389,10 @@ def main() -> None:
             processes.start("worker", [sys.executable, str(ROOT / "worker.py")], env)
             asyncio.run(play(env, processes, receiver_port))
             if args.keep_running:
-                say("Still running (Ctrl-C to stop). Try: .venv/bin/python starter.py list")
+                shell_env = write_shell_env({name: value for name, value in extra.items() if name.startswith("YEC_")})
+                say("Still running (Ctrl-C to stop). The CLI in another shell, with the demo's settings:")
+                print(f"      set -a; . {shell_env.relative_to(ROOT)}; set +a", flush=True)
+                print("      .venv/bin/python starter.py list", flush=True)
                 with contextlib.suppress(KeyboardInterrupt):
                     while True:
                         processes.check()

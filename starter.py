@@ -10,10 +10,13 @@
     python starter.py rotate acme           # new secret now; `pbx-updated` once it is in the PBX
     python starter.py pbx-updated acme [--by admin@contoso.com]
     python starter.py schedule acme [--pause | --resume] [--note why]
+    python starter.py offboard acme [--delete-app] [--yes]    # end it: no more reminders, secrets removed
+    python starter.py cancel acme [--yes]   # end one that never connected (deletes its app)
     python starter.py dev-server            # the embedded Temporal dev server (SQLite under the data dir)
     python starter.py generate-key          # a new YEC_ENCRYPTION_KEYS value
 
-User mistakes end with a one-line message and exit code 2; Temporal being unreachable with 3.
+Every failure is one line: exit code 2 for a mistake the operator can fix (a refused flag, a payload
+this process can't decrypt), 3 when Temporal or the worker can't be reached or doesn't answer.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ import base64
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from pydantic import ValidationError
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -38,19 +46,27 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
+from clients.errors import ApiError
+from clients.oidc import tenant_id_of
 from common import search_attributes
+from common.codec import UnreadablePayload
 from common.dev_server import dev_server_command
 from common.secret_store import LocalSecretStore, SecretNotFound
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, exit_process
 from models.integration import (
+    GUID_RE,
+    MAX_SECRET_LIFETIME_DAYS,
     ConsentConfirmation,
     IntegrationStatus,
+    OffboardRequest,
     OnboardInput,
+    OnboardRequest,
     Phase,
     RedirectUris,
     RotationRequest,
     StepState,
+    in_words,
     schedule_id_for,
     validate_integration_id,
     workflow_id_for,
@@ -59,11 +75,26 @@ from workflows.integration import IntegrationWorkflow
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
-TERMINAL_WATCH_PHASES = {Phase.CONNECTED, Phase.BLOCKED, Phase.EXPIRED}
+TERMINAL_WATCH_PHASES = {Phase.CONNECTED, Phase.BLOCKED, Phase.EXPIRED, Phase.OFFBOARDED}
+# How long a command waits for Temporal to answer, and for a workflow to answer a query (longer: just
+# after a worker died, the server first tries that worker for a few seconds).
+ANSWER_WITHIN = timedelta(seconds=5)
+QUERY_WITHIN = timedelta(seconds=20)
+FLAG_NAMES = {
+    "integration_id": "integration ID",
+    "tenant": "--tenant",
+    "display_name": "--display-name",
+    "secret_lifetime_days": "--secret-lifetime-days",
+    "redirect_uris": "--redirect-uri",
+}
 
 
 class UserError(Exception):
     """A mistake the operator can fix; printed without a traceback."""
+
+
+class Unavailable(Exception):
+    """Temporal or the worker can't be reached or doesn't answer (exit code 3)."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -75,7 +106,7 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 
 def render_status(status: IntegrationStatus) -> str:
-    lines = [f"Integration {status.integration_id}: {status.phase}"]
+    lines = [f"Integration {status.integration_id}: {status.phase.sentence} (phase {status.phase})"]
     if status.blocked:
         lines += [
             f"  BLOCKED at {status.blocked.step}: {status.blocked.message}",
@@ -161,71 +192,193 @@ def print_status(status: IntegrationStatus, as_json: bool) -> None:
 # ------------------------------------------------------------- commands
 
 
-async def _handle(client: Client, integration_id: str) -> WorkflowHandle[Any, Any]:
-    return client.get_workflow_handle(workflow_id_for(validate_integration_id(integration_id)))
+class Cli:
+    """One command's connection, with the checks every command that talks to a workflow makes first."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client, self.settings = client, settings
+        self._worker_seen = False
+
+    def handle(self, integration_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id_for(validate_integration_id(integration_id)))
+
+    async def require_worker(self) -> None:
+        """A workflow only answers (queries, updates) while a worker polls its task queue: say so now
+        instead of waiting for a timeout."""
+        if self._worker_seen:
+            return
+        temporal = self.settings.temporal
+        try:
+            described = await self.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.client.namespace,
+                    task_queue=TaskQueue(name=temporal.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ),
+                timeout=ANSWER_WITHIN,
+            )
+        except RPCError as exc:
+            raise Unavailable(f"Temporal at {temporal.address} did not answer: {exc.message}") from None
+        if not described.pollers:
+            raise Unavailable(
+                f"no worker is polling the task queue {temporal.task_queue!r} at {temporal.address}: start one "
+                "with `python worker.py` (same YEC_TEMPORAL__* settings), then try again"
+            )
+        self._worker_seen = True
+
+    async def status(self, integration_id: str) -> IntegrationStatus:
+        await self.require_worker()
+        try:
+            status: IntegrationStatus = await self.handle(integration_id).query(
+                IntegrationWorkflow.status, rpc_timeout=QUERY_WITHIN
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise UserError(
+                    f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
+                ) from None
+            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "timeout" in exc.message.lower():
+                raise Unavailable(
+                    f"the worker did not answer within {QUERY_WITHIN.seconds} s (overloaded, stopped or stuck? see "
+                    "its log)"
+                ) from None
+            raise
+        return status
+
+    async def update(self, integration_id: str, update: Any, arg: Any) -> Any:
+        """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
+        await self.status(integration_id)  # a clear error if the integration doesn't exist or can't answer
+        try:
+            return await self.handle(integration_id).execute_update(update, arg)
+        except WorkflowUpdateFailedError as exc:
+            raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
+
+    async def until(
+        self, integration_id: str, moved_on: Callable[[IntegrationStatus], bool], limit: float = 10.0
+    ) -> IntegrationStatus:
+        """The status once the workflow has acted on what it was just told (or after ``limit`` seconds)."""
+        deadline = time.monotonic() + limit
+        while True:
+            status = await self.status(integration_id)
+            if moved_on(status) or time.monotonic() >= deadline:
+                return status
+            await asyncio.sleep(0.3)
 
 
-async def _query_status(client: Client, integration_id: str) -> IntegrationStatus:
-    handle = await _handle(client, integration_id)
-    try:
-        status: IntegrationStatus = await handle.query(IntegrationWorkflow.status)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UserError(
-                f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
-            ) from None
-        raise
-    return status
-
-
-async def cmd_onboard(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    uris = None
-    if args.redirect_uri:
-        uris = RedirectUris(redirect_uri=args.redirect_uri, sso_redirect_uri=args.sso_redirect_uri)
-        if problems := uris.problems():
-            raise UserError("; ".join(problems))
-    elif args.sso_redirect_uri:
+def onboard_request(settings: Settings, args: argparse.Namespace) -> OnboardRequest:
+    """The flags, checked as a whole by the same model the console uses; every problem in one line."""
+    if args.sso_redirect_uri and not args.redirect_uri:
         raise UserError("--sso-redirect-uri needs --redirect-uri as well")
     tenant = args.tenant or settings.entra.tenant_id
     if tenant is None:
         raise UserError("no tenant: pass --tenant or set YEC_ENTRA__TENANT_ID")
-    lifetime_days = args.secret_lifetime_days
+    fields: dict[str, Any] = {
+        "integration_id": args.integration_id,
+        "tenant": tenant,
+        "display_name": args.display_name,
+        "secret_lifetime_days": args.secret_lifetime_days,
+    }
+    if args.redirect_uri:
+        fields["redirect_uris"] = {"redirect_uri": args.redirect_uri, "sso_redirect_uri": args.sso_redirect_uri}
+    try:
+        return OnboardRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise UserError("; ".join(_problem(error) for error in exc.errors())) from None
+
+
+def _problem(error: Any) -> str:
+    where = FLAG_NAMES.get(str(error["loc"][0]) if error["loc"] else "", "")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+async def cmd_onboard(cli: Cli, args: argparse.Namespace) -> None:
+    settings = cli.settings
+    request = onboard_request(settings, args)
+    await cli.require_worker()
+    tenant_id = request.tenant
+    if not GUID_RE.match(tenant_id):  # a domain: Entra's discovery document names the tenant's GUID
+        try:
+            tenant_id = await tenant_id_of(settings.entra.authority_host, tenant_id, settings.entra.ca_bundle)
+        except ApiError as exc:
+            raise UserError(f"--tenant: {exc.message}") from None
     onboard = OnboardInput(
-        integration_id=args.integration_id,
-        tenant_id=tenant,
-        display_name=args.display_name,
-        redirect_uris=uris,
+        integration_id=request.integration_id,
+        tenant_id=tenant_id,
+        display_name=request.display_name,
+        redirect_uris=request.redirect_uris,
         yeastar_configured=settings.yeastar.configured,
-        options=settings.lifecycle_options(lifetime_days),
+        options=settings.lifecycle_options(request.secret_lifetime_days),
     )
-    handle = await client.start_workflow(
-        IntegrationWorkflow.run,
-        args=[onboard, None],
-        id=workflow_id_for(onboard.integration_id),
-        task_queue=settings.temporal.task_queue,
-        # Starting the same integration again attaches to the running one; a finished one starts anew.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(search_attributes.INTEGRATION_ID, onboard.integration_id),
-                SearchAttributePair(search_attributes.INTEGRATION_PHASE, str(Phase.STARTING)),
-                SearchAttributePair(search_attributes.TENANT_ID, tenant),
-            ]
-        ),
-    )
-    print(f"Integration {onboard.integration_id} running as workflow {handle.id} (run {handle.result_run_id}).")
-    if args.wait:
-        await watch(client, onboard.integration_id, as_json=False, until=TERMINAL_WATCH_PHASES)
+    if (running := await _running_input(cli, onboard.integration_id)) is not None:
+        if differences := _differences(running, onboard, request):
+            raise UserError(
+                f"{onboard.integration_id} already runs with other settings: {'; '.join(differences)}. Nothing was "
+                f"changed: offboard it first (python starter.py offboard {onboard.integration_id}), or change its "
+                "redirect URIs with redirect-uris"
+            )
+        print(f"Integration {onboard.integration_id} is already running with these settings.")
     else:
-        print(render_status(await _query_status(client, onboard.integration_id)))
+        handle = await cli.client.start_workflow(
+            IntegrationWorkflow.run,
+            args=[onboard, None],
+            id=workflow_id_for(onboard.integration_id),
+            task_queue=settings.temporal.task_queue,
+            # A second `onboard` racing this one attaches; a finished integration starts anew.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search_attributes.INTEGRATION_ID, onboard.integration_id),
+                    SearchAttributePair(search_attributes.INTEGRATION_PHASE, str(Phase.STARTING)),
+                    SearchAttributePair(search_attributes.TENANT_ID, tenant_id),
+                ]
+            ),
+        )
+        print(f"Integration {onboard.integration_id} running as workflow {handle.id} (run {handle.result_run_id}).")
+    if args.wait:
+        await watch(cli, onboard.integration_id, as_json=False, until=TERMINAL_WATCH_PHASES)
+    else:
+        print(render_status(await cli.until(onboard.integration_id, lambda s: s.phase != Phase.STARTING, limit=5)))
 
 
-async def watch(client: Client, integration_id: str, *, as_json: bool, until: set[Phase] | None) -> None:
+async def _running_input(cli: Cli, integration_id: str) -> OnboardInput | None:
+    handle = cli.handle(integration_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    started: OnboardInput = await handle.query(IntegrationWorkflow.started_with, rpc_timeout=QUERY_WITHIN)
+    return started
+
+
+def _differences(running: OnboardInput, asked: OnboardInput, request: OnboardRequest) -> list[str]:
+    """What a repeated `onboard` asks for that the running integration was not started with."""
+    found = []
+    if running.tenant_id != asked.tenant_id:
+        found.append(f"tenant {running.tenant_id} (you gave {asked.tenant_id})")
+    if request.display_name is not None and running.app_display_name != asked.app_display_name:
+        found.append(f"display name {running.app_display_name!r} (you gave {asked.app_display_name!r})")
+    if request.secret_lifetime_days is not None and running.options.secret_lifetime != asked.options.secret_lifetime:
+        lifetime = in_words(running.options.secret_lifetime)
+        found.append(f"secret lifetime {lifetime} (you gave {request.secret_lifetime_days} days)")
+    if request.redirect_uris is not None and running.redirect_uris not in (None, request.redirect_uris):
+        assert running.redirect_uris is not None
+        found.append(
+            f"redirect URI {running.redirect_uris.redirect_uri} (you gave {request.redirect_uris.redirect_uri})"
+        )
+    return found
+
+
+async def watch(cli: Cli, integration_id: str, *, as_json: bool, until: set[Phase] | None) -> None:
     """Print the status whenever it changes; stop at a phase in `until` (or never, until Ctrl-C)."""
     last = ""
     while True:
-        status = await _query_status(client, integration_id)
+        status = await cli.status(integration_id)
         shown = render_status(status) if not as_json else status.model_dump_json(indent=2)
         if shown != last:
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
@@ -236,21 +389,21 @@ async def watch(client: Client, integration_id: str, *, as_json: bool, until: se
         await asyncio.sleep(1.0)
 
 
-async def cmd_status(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+async def cmd_status(cli: Cli, args: argparse.Namespace) -> None:
     if args.watch:
-        await watch(client, args.integration_id, as_json=args.json, until=None)
+        await watch(cli, args.integration_id, as_json=args.json, until=None)
     else:
-        print_status(await _query_status(client, args.integration_id), args.json)
+        print_status(await cli.status(args.integration_id), args.json)
 
 
-async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+async def cmd_list(cli: Cli, args: argparse.Namespace) -> None:
     query = "WorkflowType = 'IntegrationWorkflow'"
     if args.phase:
         query += f" AND IntegrationPhase = '{args.phase}'"
     if not args.all:
         query += " AND ExecutionStatus = 'Running'"
     rows = []
-    async for wf in client.list_workflows(query):
+    async for wf in cli.client.list_workflows(query):
         attrs = wf.typed_search_attributes
         expiry = attrs.get(search_attributes.SECRET_EXPIRY)
         rows.append(
@@ -271,54 +424,54 @@ async def cmd_list(client: Client, settings: Settings, args: argparse.Namespace)
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
-async def cmd_redirect_uris(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+async def cmd_redirect_uris(cli: Cli, args: argparse.Namespace) -> None:
     uris = RedirectUris(redirect_uri=args.redirect_uri, sso_redirect_uri=args.sso_redirect_uri)
     if problems := uris.problems():
         raise UserError("; ".join(problems))
-    print(render_status(await _update(client, args.integration_id, IntegrationWorkflow.submit_redirect_uris, uris)))
+    before = await cli.status(args.integration_id)
+    await cli.update(args.integration_id, IntegrationWorkflow.submit_redirect_uris, uris)
+    if before.phase == Phase.WAITING_FOR_REDIRECT_URIS:
+        status = await cli.until(args.integration_id, lambda s: s.phase != Phase.WAITING_FOR_REDIRECT_URIS)
+    else:
+        print("The app registration now has these redirect URIs.")
+        status = await cli.status(args.integration_id)
+    print(render_status(status))
 
 
-async def cmd_consent(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    await _update(
-        client, args.integration_id, IntegrationWorkflow.confirm_consent, ConsentConfirmation(confirmed_by=args.by)
+async def cmd_consent(cli: Cli, args: argparse.Namespace) -> None:
+    await cli.update(
+        args.integration_id, IntegrationWorkflow.confirm_consent, ConsentConfirmation(confirmed_by=args.by)
     )
     print(f"Consent confirmed for {args.integration_id}; the service now verifies the connection.")
 
 
-async def _update(client: Client, integration_id: str, update: Any, arg: Any) -> Any:
-    """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
-    await _query_status(client, integration_id)  # a clear error if the integration doesn't exist
-    handle = await _handle(client, integration_id)
-    try:
-        return await handle.execute_update(update, arg)
-    except WorkflowUpdateFailedError as exc:
-        raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
+async def cmd_retry(cli: Cli, args: argparse.Namespace) -> None:
+    status = await cli.status(args.integration_id)
+    if status.phase not in (Phase.BLOCKED, Phase.EXPIRED) or status.blocked is None:
+        raise UserError(f"{args.integration_id} is {status.phase.sentence.lower()}, not Blocked: nothing to retry")
+    await cli.handle(args.integration_id).signal(IntegrationWorkflow.retry)
+    print(f"Retrying {args.integration_id} from step {status.blocked.step}.")
 
 
-async def cmd_retry(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    status = await _query_status(client, args.integration_id)
-    if status.phase not in (Phase.BLOCKED, Phase.EXPIRED):
-        raise UserError(f"{args.integration_id} is {status.phase}, not Blocked: nothing to retry")
-    await (await _handle(client, args.integration_id)).signal(IntegrationWorkflow.retry)
-    print(f"Retrying {args.integration_id} from step {status.blocked.step if status.blocked else '?'}.")
-
-
-async def cmd_secret(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    status = await _query_status(client, args.integration_id)
+async def cmd_secret(cli: Cli, args: argparse.Namespace) -> None:
+    status = await cli.status(args.integration_id)
     secret = status.secret
     if args.pending:
         if status.rotation is None or status.rotation.new_secret is None:
             raise UserError(f"{args.integration_id} has no rotation with a new secret in progress")
         secret = status.rotation.new_secret
     if secret is None:
-        raise UserError(f"{args.integration_id} has no client secret yet (phase {status.phase})")
+        raise UserError(f"{args.integration_id} has no client secret yet ({status.phase.sentence.lower()})")
     if not args.reveal:
         raise UserError("the secret is only shown with --reveal (it is a credential: keep it off screenshots)")
-    store = LocalSecretStore(settings.data_dir / "secrets", settings.keys)
+    store_dir = cli.settings.data_dir / "secrets"
     try:
-        value = await store.get(args.integration_id, secret.key_id)
+        value = await LocalSecretStore(store_dir, cli.settings.keys).get(args.integration_id, secret.key_id)
     except SecretNotFound as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(
+            f"{exc} (looked in the secret store at {store_dir.resolve()}: run this where the worker keeps it, "
+            "with the worker's YEC_DATA_DIR and YEC_ENCRYPTION_KEYS)"
+        ) from None
     print(
         f"warning: revealing the client secret of {args.integration_id} (key {secret.key_id}, expires "
         f"{secret.expires_at:%Y-%m-%d}); paste it into the PBX and clear your terminal.",
@@ -327,27 +480,57 @@ async def cmd_secret(client: Client, settings: Settings, args: argparse.Namespac
     print(value.get_secret_value())
 
 
-async def cmd_rotate(client: Client, settings: Settings, args: argparse.Namespace) -> None:
+async def cmd_rotate(cli: Cli, args: argparse.Namespace) -> None:
     # Asked of the integration, which runs every rotation as its own child workflow and refuses a
     # second one while one runs (the schedule keeps its own cadence; this shows as "manual").
     request = RotationRequest(integration_id=args.integration_id, request_id=f"manual-{uuid.uuid4()}", reason="manual")
-    rotation_id = await _update(client, args.integration_id, IntegrationWorkflow.rotate_now, request)
+    rotation_id = await cli.update(args.integration_id, IntegrationWorkflow.rotate_now, request)
     print(
         f"Rotation of {args.integration_id}: starting {rotation_id}. "
         f"Follow it with: python starter.py status {args.integration_id}"
     )
 
 
-async def cmd_pbx_updated(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    await _update(
-        client, args.integration_id, IntegrationWorkflow.confirm_pbx_updated, ConsentConfirmation(confirmed_by=args.by)
+async def cmd_pbx_updated(cli: Cli, args: argparse.Namespace) -> None:
+    await cli.update(
+        args.integration_id, IntegrationWorkflow.confirm_pbx_updated, ConsentConfirmation(confirmed_by=args.by)
     )
     print(f"Noted. The old secret of {args.integration_id} is removed once sign-ins show the PBX on the new one.")
 
 
-async def cmd_schedule(client: Client, settings: Settings, args: argparse.Namespace) -> None:
-    await _query_status(client, args.integration_id)
-    handle = client.get_schedule_handle(schedule_id_for(args.integration_id))
+async def cmd_offboard(cli: Cli, args: argparse.Namespace) -> None:
+    status = await cli.status(args.integration_id)
+    if status.phase == Phase.OFFBOARDED:
+        raise UserError(f"{args.integration_id} is already offboarded")
+    cancel = args.command == "cancel"
+    app = f"its app registration {status.app.client_id}" if status.app else "nothing in Entra (no app yet)"
+    if cancel:
+        effect = f"This ends its onboarding and deletes {app}."
+    elif args.delete_app:
+        effect = f"This stops its reminders and secret rotation and deletes {app} (restorable for 30 days)."
+    else:
+        effect = "This stops its reminders and secret rotation and removes the service's client secrets from its app."
+    _confirm(f"{'Cancel' if cancel else 'Offboard'} {args.integration_id}? {effect} The PBX loses Entra sync.", args)
+    request = OffboardRequest(cancel=cancel, delete_app=getattr(args, "delete_app", False), by=args.by)
+    await cli.update(args.integration_id, IntegrationWorkflow.offboard, request)
+    final = await cli.until(args.integration_id, lambda s: s.phase == Phase.OFFBOARDED, limit=60)
+    if final.phase != Phase.OFFBOARDED:
+        print(f"Still winding up (follow it with: python starter.py status {args.integration_id})")
+    print(render_status(final))
+
+
+def _confirm(question: str, args: argparse.Namespace) -> None:
+    if args.yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"{question} Not done: confirm with --yes when there is no terminal to ask on")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise UserError("not done")
+
+
+async def cmd_schedule(cli: Cli, args: argparse.Namespace) -> None:
+    await cli.status(args.integration_id)
+    handle = cli.client.get_schedule_handle(schedule_id_for(args.integration_id))
     try:
         if args.pause:
             await handle.pause(note=args.note or "paused with starter.py")
@@ -359,7 +542,7 @@ async def cmd_schedule(client: Client, settings: Settings, args: argparse.Namesp
             raise UserError(f"{args.integration_id} has no rotation schedule (it is created at Connected)") from None
         raise
     state, info = description.schedule.state, description.info
-    every = ", ".join(str(i.every) for i in description.schedule.spec.intervals)
+    every = ", ".join(in_words(i.every) for i in description.schedule.spec.intervals)
     print(f"Schedule {handle.id}: every {every}, {'PAUSED' if state.paused else 'active'}")
     if state.note:
         print(f"  note: {state.note}")
@@ -369,7 +552,7 @@ async def cmd_schedule(client: Client, settings: Settings, args: argparse.Namesp
         print(f"  ran: {action.started_at:%Y-%m-%d %H:%M} UTC")
 
 
-COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[None]]] = {
+COMMANDS: dict[str, Callable[[Cli, argparse.Namespace], Awaitable[None]]] = {
     "onboard": cmd_onboard,
     "status": cmd_status,
     "list": cmd_list,
@@ -380,6 +563,8 @@ COMMANDS: dict[str, Callable[[Client, Settings, argparse.Namespace], Awaitable[N
     "rotate": cmd_rotate,
     "pbx-updated": cmd_pbx_updated,
     "schedule": cmd_schedule,
+    "offboard": cmd_offboard,
+    "cancel": cmd_offboard,
 }
 
 
@@ -405,34 +590,39 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_id(name: str, help_text: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help_text)
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.add_argument("integration_id", help="your name for this PBX integration, e.g. acme-hq")
         return cmd
 
-    onboard = with_id("onboard", "start (or attach to) an integration")
-    onboard.add_argument("--redirect-uri", help="the PBX's Redirect URI (else submit later with redirect-uris)")
-    onboard.add_argument("--sso-redirect-uri", help="the PBX's Client SSO Redirect URI (optional)")
-    onboard.add_argument("--tenant", help="Entra tenant ID (default: YEC_ENTRA__TENANT_ID)")
-    onboard.add_argument("--display-name", help="name of the Entra application")
-    onboard.add_argument("--secret-lifetime-days", type=int, help="client secret lifetime (default 180)")
-    onboard.add_argument("--wait", action="store_true", help="follow progress until Connected/Blocked")
+    onboard = with_id("onboard", "start an integration (or show the one running under this name)")
+    onboard.add_argument("--redirect-uri", help="the PBX's Redirect URI (else submit it later with redirect-uris)")
+    onboard.add_argument("--sso-redirect-uri", help="the PBX's Client SSO Redirect URI (optional: Linkus SSO)")
+    onboard.add_argument("--tenant", help="Entra tenant: its GUID or a domain of it (default: YEC_ENTRA__TENANT_ID)")
+    onboard.add_argument("--display-name", help="name of the Entra application (default: Yeastar P-Series PBX (ID))")
+    onboard.add_argument(
+        "--secret-lifetime-days",
+        type=int,
+        help=f"client secret lifetime, 1-{MAX_SECRET_LIFETIME_DAYS} days (default YEC_SECRET_LIFETIME_DAYS, 180; "
+        "the tenant's policy may shorten it)",
+    )
+    onboard.add_argument("--wait", action="store_true", help="follow progress until Connected, Blocked or Expired")
 
     status = with_id("status", "show phase, steps, IDs and the pending human action")
     status.add_argument("--watch", action="store_true", help="keep printing changes until Ctrl-C")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="the full status as JSON")
 
     listing = sub.add_parser("list", help="list integrations")
-    listing.add_argument("--phase", choices=[str(p) for p in Phase])
-    listing.add_argument("--all", action="store_true", help="include finished workflows")
+    listing.add_argument("--phase", choices=[str(p) for p in Phase], help="only those in this phase")
+    listing.add_argument("--all", action="store_true", help="include finished (offboarded) integrations")
 
-    uris = with_id("redirect-uris", "submit the redirect URIs read in the PBX portal")
-    uris.add_argument("--redirect-uri", required=True)
-    uris.add_argument("--sso-redirect-uri")
+    uris = with_id("redirect-uris", "give the redirect URIs read in the PBX portal (or new ones, later)")
+    uris.add_argument("--redirect-uri", required=True, help="the PBX's Redirect URI")
+    uris.add_argument("--sso-redirect-uri", help="the PBX's Client SSO Redirect URI (optional)")
 
-    consent = with_id("consent", "confirm the PBX was connected and the admin signed in")
+    consent = with_id("consent", "confirm the PBX was connected and the admin signed in (guide step 6)")
     consent.add_argument("--by", help="who signed in (recorded in the status)")
 
-    with_id("retry", "resume a Blocked integration after fixing the cause")
+    with_id("retry", "resume a Blocked or Expired integration after fixing the cause")
 
     secret = with_id("secret", "reveal the client secret to paste into the PBX")
     secret.add_argument("--reveal", action="store_true", help="really print it")
@@ -444,14 +634,24 @@ def parser() -> argparse.ArgumentParser:
 
     schedule = with_id("schedule", "show, pause or resume the rotation schedule")
     toggle = schedule.add_mutually_exclusive_group()
-    toggle.add_argument("--pause", action="store_true")
-    toggle.add_argument("--resume", action="store_true")
+    toggle.add_argument("--pause", action="store_true", help="no scheduled rotations until --resume")
+    toggle.add_argument("--resume", action="store_true", help="scheduled rotations again")
     schedule.add_argument("--note", help="why (shown in the schedule)")
 
+    for name, help_text in (
+        ("offboard", "end an integration: stop reminders and rotation, remove the service's secrets"),
+        ("cancel", "end an integration that never connected, and delete its app registration"),
+    ):
+        ending = with_id(name, help_text)
+        if name == "offboard":
+            ending.add_argument("--delete-app", action="store_true", help="delete the whole app registration")
+        ending.add_argument("--yes", action="store_true", help="don't ask for confirmation (scripts)")
+        ending.add_argument("--by", help="who ends it (recorded in the final status)")
+
     dev = sub.add_parser("dev-server", help="run the embedded Temporal dev server (foreground)")
-    dev.add_argument("--port", type=int, default=7233)
-    dev.add_argument("--ui-port", type=int, default=8233)
-    dev.add_argument("--headless", action="store_true")
+    dev.add_argument("--port", type=int, default=7233, help="gRPC port (default 7233)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="web UI port (default 8233)")
+    dev.add_argument("--headless", action="store_true", help="no web UI")
 
     sub.add_parser("generate-key", help="print a new YEC_ENCRYPTION_KEYS value")
     return p
@@ -461,12 +661,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
     try:
         client = await connect(settings)
     except RuntimeError as exc:
-        fail(
-            f"cannot reach Temporal at {settings.temporal.address}: {exc}\n"
-            "Start it with `python starter.py dev-server` (or `make demo`), or set YEC_TEMPORAL__ADDRESS.",
-            EXIT_UNAVAILABLE,
-        )
-    await COMMANDS[args.command](client, settings, args)
+        raise Unavailable(
+            f"cannot reach Temporal at {settings.temporal.address}: {exc}. Start it with `python starter.py "
+            "dev-server` (or `make demo`), or set YEC_TEMPORAL__ADDRESS."
+        ) from None
+    await COMMANDS[args.command](Cli(client, settings), args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -480,11 +679,27 @@ def main(argv: list[str] | None = None) -> None:
             run_dev_server(settings, args)
         settings.keys  # noqa: B018 - a missing key is a configuration error, reported now
         asyncio.run(_run(settings, args))
-    except (SettingsError, UserError, ValueError) as exc:  # ValueError: e.g. a malformed integration ID
-        fail(str(exc))
     except KeyboardInterrupt:
         exit_process(130)
+    except Exception as exc:
+        fail(*_one_line(exc))
     exit_process(0)
+
+
+def _one_line(exc: Exception) -> tuple[str, int]:
+    """What to tell the operator, and the exit code (2: their mistake, 3: Temporal or the worker)."""
+    cause: BaseException | None = exc
+    while cause is not None:  # a payload this process can't decrypt surfaces wrapped in the SDK's errors
+        if isinstance(cause, UnreadablePayload):
+            return str(cause), EXIT_USAGE
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, Unavailable):
+        return str(exc), EXIT_UNAVAILABLE
+    if isinstance(exc, SettingsError | UserError | ValueError):  # ValueError: e.g. a malformed integration ID
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, RPCError):
+        return f"Temporal refused the request: {exc.message}", EXIT_UNAVAILABLE
+    return f"unexpected {type(exc).__name__}: {exc}", EXIT_UNAVAILABLE
 
 
 if __name__ == "__main__":

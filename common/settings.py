@@ -21,17 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from clients.retry import RetryConfig
-from models.integration import LifecycleOptions
+from models.integration import MAX_SECRET_LIFETIME_DAYS, Guid, LifecycleOptions
 from notifications.config import ChannelList
-
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-
-
-def _guid(value: str) -> str:
-    if not GUID_RE.match(value):
-        # The value is not repeated: a secret pasted into the wrong variable must not be printed.
-        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
-    return value.lower()
 
 
 def _https_url(value: str) -> str:
@@ -47,7 +38,6 @@ def _existing_file(value: Path) -> Path:
     return value
 
 
-Guid = Annotated[str, AfterValidator(_guid)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 
@@ -155,7 +145,7 @@ class Settings(BaseSettings):
     yeastar: YeastarSettings = YeastarSettings()
 
     data_dir: Path = Path(".data")
-    secret_lifetime_days: int = Field(default=180, ge=1, le=730)
+    secret_lifetime_days: int = Field(default=180, ge=1, le=MAX_SECRET_LIFETIME_DAYS)
     # Days before secret expiry at which a reminder goes out; 0 means "at expiry".
     reminder_offsets_days: list[int] = [30, 14, 7, 3, 1, 0]
     # Durations are ISO 8601 ("P1D", "PT30S").

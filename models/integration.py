@@ -8,11 +8,16 @@ import re
 import zlib
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 INTEGRATION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+# Entra caps a client secret at two years.
+MAX_SECRET_LIFETIME_DAYS = 730
 MAX_REDIRECT_URI_LENGTH = 256
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -38,6 +43,26 @@ def validate_integration_id(value: str) -> str:
             "letter or digit (e.g. 'acme-hq')"
         )
     return value
+
+
+def _guid(value: str) -> str:
+    if not GUID_RE.match(value):
+        # The value is not repeated: a secret pasted into the wrong variable must not be printed.
+        raise ValueError("must be a GUID like 00000000-0000-0000-0000-000000000000")
+    return value.lower()
+
+
+def _tenant(value: str) -> str:
+    if GUID_RE.match(value):
+        return value.lower()
+    if DOMAIN_RE.match(value):
+        return value.lower()
+    raise ValueError("must be the tenant's GUID (Directory ID) or one of its domains, e.g. contoso.onmicrosoft.com")
+
+
+Guid = Annotated[str, AfterValidator(_guid)]
+# A tenant as the operator names it: its GUID, or a domain of it (resolved to the GUID before use).
+TenantRef = Annotated[str, AfterValidator(_tenant)]
 
 
 def daily_slot(integration_id: str, after: datetime, every: timedelta) -> datetime:
@@ -90,6 +115,26 @@ class RedirectUris(BaseModel):
         if self.sso_redirect_uri is not None and self.sso_redirect_uri == self.redirect_uri:
             found.append("SSO redirect URI: must differ from the redirect URI")
         return found
+
+
+class OnboardRequest(BaseModel):
+    """What an operator asks for when onboarding (CLI flags, the console's form), checked as a whole
+    before anything starts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    integration_id: Annotated[str, AfterValidator(validate_integration_id)]
+    tenant: TenantRef
+    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)] | None = None
+    secret_lifetime_days: Annotated[int, Field(ge=1, le=MAX_SECRET_LIFETIME_DAYS)] | None = None
+    redirect_uris: RedirectUris | None = None
+
+    @field_validator("redirect_uris")
+    @classmethod
+    def _uris_acceptable(cls, uris: RedirectUris | None) -> RedirectUris | None:
+        if uris is not None and (problems := uris.problems()):
+            raise ValueError("; ".join(problems))
+        return uris
 
 
 class LifecycleOptions(BaseModel):

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from simulators.harness import RunningSimulators
@@ -39,8 +43,10 @@ class Operator:
     env: dict[str, str]
     outputs: list[str]
 
-    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
+    async def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess[str]:
+        """starter.py with these arguments, in a thread: the simulators this test serves stay responsive."""
+        result = await asyncio.to_thread(
+            subprocess.run,
             [sys.executable, str(ROOT / "starter.py"), *args],
             env=self.env,
             cwd=ROOT,
@@ -54,20 +60,34 @@ class Operator:
         assert result.returncode == expect, f"{args}: {result.returncode}\n{result.stdout}\n{result.stderr}"
         return result
 
-    def status(self, integration_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads(self.run("status", integration_id, "--json").stdout)
+    async def status(self, integration_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((await self.run("status", integration_id, "--json")).stdout)
         return data
 
     async def wait_for(self, integration_id: str, predicate: Any, what: str, limit: float = 60.0) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + limit
         while True:
-            status = self.status(integration_id)
+            status = await self.status(integration_id)
             if predicate(status):
                 return status
             assert asyncio.get_running_loop().time() < deadline, f"never {what}: {json.dumps(status, indent=1)}"
             await asyncio.sleep(0.3)
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+async def start_worker(env: dict[str, str], log: Path, client: Client) -> subprocess.Popen[bytes]:
+    """worker.py as a process, returned once it polls its task queue (the CLI checks that it does)."""
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT, stdout=out, stderr=out)
+        worker = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT, stdout=out, stderr=out)
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=env["YEC_TEMPORAL__TASK_QUEUE"]),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    identity = f"{worker.pid}@"
+    for _ in range(600):
+        assert worker.poll() is None, f"worker.py exited with {worker.returncode}: {log.read_text()[-2000:]}"
+        pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+        if any(p.identity.startswith(identity) for p in pollers):
+            return worker
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"worker.py never polled its task queue (log {log})")

@@ -37,12 +37,12 @@ async def test_operator_flow_with_worker_killed_mid_flow(
     env = operator_env(dev_env, sims, tmp_path)
     operator = Operator(env, [])
     worker_log = tmp_path / "worker.log"
-    worker = start_worker(env, worker_log)
+    worker = await start_worker(env, worker_log, dev_env.client)
     try:
         async with PortalHuman(sims.yeastar.url, sims.ca.ca_file) as human:
             uris = await human.read_redirect_uris()
             assert uris.sso_redirect_uri is not None
-            started = operator.run(
+            started = await operator.run(
                 "onboard", "e2e", "--redirect-uri", uris.redirect_uri, "--sso-redirect-uri", uris.sso_redirect_uri
             )
             assert "integration-e2e" in started.stdout
@@ -50,22 +50,22 @@ async def test_operator_flow_with_worker_killed_mid_flow(
             await operator.wait_for("e2e", lambda s: s["steps"]["register_app"]["state"] == "done", "registered")
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            worker = start_worker(env, worker_log)
+            worker = await start_worker(env, worker_log, dev_env.client)
 
             waiting = await operator.wait_for("e2e", lambda s: s["phase"] == "WaitingForConsent", "waiting for consent")
-            hidden = operator.run("secret", "e2e", expect=2)
+            hidden = await operator.run("secret", "e2e", expect=2)
             assert "--reveal" in hidden.stderr
-            revealed = operator.run("secret", "e2e", "--reveal")
+            revealed = await operator.run("secret", "e2e", "--reveal")
             assert "warning" in revealed.stderr
             secret = revealed.stdout.strip()
             app = waiting["app"]
             await human.save_app_registration(app["client_id"], app["tenant_id"], SecretStr(secret))
             await human.sign_in_and_accept(ADMIN_UPN)
-            operator.run("consent", "e2e", "--by", ADMIN_UPN)
+            await operator.run("consent", "e2e", "--by", ADMIN_UPN)
             connected = await operator.wait_for("e2e", lambda s: s["phase"] in ("Connected", "Blocked"), "connected")
             assert connected["phase"] == "Connected", connected["blocked"]
 
-        shown = operator.run("status", "e2e").stdout
+        shown = (await operator.run("status", "e2e")).stdout
         assert "Integration e2e: Connected" in shown and app["client_id"] in shown
         listing = await _eventually_listed(operator, "e2e", "Connected")
         assert "e2e" in listing
@@ -77,7 +77,7 @@ async def test_operator_flow_with_worker_killed_mid_flow(
             (("redirect-uris", "e2e", "--redirect-uri", "http://pbx.example.com/cb"), "https"),
             (("retry", "e2e"), "not Blocked"),
         ]:
-            failed = operator.run(*args, expect=2)
+            failed = await operator.run(*args, expect=2)
             assert message in failed.stderr and "Traceback" not in failed.stderr
 
         worker.send_signal(signal.SIGTERM)
@@ -102,7 +102,7 @@ async def test_operator_flow_with_worker_killed_mid_flow(
 async def _eventually_listed(operator: Operator, integration_id: str, phase: str) -> str:
     """Visibility is eventually consistent: the list catches up with the workflow within seconds."""
     for _ in range(50):
-        listing = operator.run("list").stdout
+        listing = (await operator.run("list")).stdout
         if any(line.split()[:2] == [integration_id, phase] for line in listing.splitlines()):
             return listing
         await asyncio.sleep(0.2)

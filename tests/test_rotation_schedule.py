@@ -27,11 +27,11 @@ ID = "sched"
 
 async def paste(operator: Operator, sims: RunningSimulators, status: dict[str, Any], *, pending: bool) -> None:
     """The human: reveal the secret, paste it into the PBX, sign in again, tell the service."""
-    secret = operator.run("secret", ID, "--reveal", *(["--pending"] if pending else [])).stdout.strip()
+    secret = (await operator.run("secret", ID, "--reveal", *(["--pending"] if pending else []))).stdout.strip()
     async with PortalHuman(sims.yeastar.url, sims.ca.ca_file) as human:
         await human.save_app_registration(status["app"]["client_id"], status["app"]["tenant_id"], SecretStr(secret))
         await human.sign_in_and_accept(ADMIN_UPN)
-    operator.run("pbx-updated" if pending else "consent", ID, "--by", ADMIN_UPN)
+    await operator.run("pbx-updated" if pending else "consent", ID, "--by", ADMIN_UPN)
 
 
 def waiting_for_pbx(status: dict[str, Any]) -> bool:
@@ -51,26 +51,26 @@ async def test_schedule_rotates_and_survives_a_killed_worker(dev_env: WorkflowEn
         )
         operator = Operator(env, [])
         log = tmp_path / "worker.log"
-        worker = start_worker(env, log)
+        worker = await start_worker(env, log, dev_env.client)
         try:
             async with PortalHuman(sims.yeastar.url, sims.ca.ca_file) as human:
                 uris = await human.read_redirect_uris()
-            operator.run("onboard", ID, "--redirect-uri", uris.redirect_uri)
+            await operator.run("onboard", ID, "--redirect-uri", uris.redirect_uri)
             status = await operator.wait_for(ID, lambda s: s["phase"] == "WaitingForConsent", "waiting for consent")
             await paste(operator, sims, status, pending=False)
             await operator.wait_for(ID, lambda s: s["phase"] == "Connected", "connected")
-            shown = operator.run("schedule", ID).stdout
-            assert "every 0:00:15" in shown and "active" in shown
+            shown = (await operator.run("schedule", ID)).stdout
+            assert "every 15 seconds" in shown and "active" in shown
 
             # The schedule starts the first rotation on its own; pause it so no second one follows.
             first = await operator.wait_for(ID, waiting_for_pbx, "a scheduled rotation", limit=60)
             assert first["rotation"]["reason"] == "scheduled" and first["phase"] == "Rotating"
-            assert "PAUSED" in operator.run("schedule", ID, "--pause", "--note", "testing").stdout
+            assert "PAUSED" in (await operator.run("schedule", ID, "--pause", "--note", "testing")).stdout
 
             # The worker dies while the rotation waits for the human; a new one carries on.
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            worker = start_worker(env, log)
+            worker = await start_worker(env, log, dev_env.client)
             await paste(operator, sims, first, pending=True)
             done = await operator.wait_for(ID, lambda s: s["rotations_completed"] == 1, "rotation 1 done", limit=60)
             assert (
@@ -78,15 +78,15 @@ async def test_schedule_rotates_and_survives_a_killed_worker(dev_env: WorkflowEn
             )
 
             # While paused, `rotate` still starts one now.
-            assert f"starting rotation-{ID}-2" in operator.run("rotate", ID).stdout
+            assert f"starting rotation-{ID}-2" in (await operator.run("rotate", ID)).stdout
             second = await operator.wait_for(ID, waiting_for_pbx, "the manual rotation")
             assert second["rotation"]["reason"] == "manual"
-            failed = operator.run("rotate", ID, expect=2)
+            failed = await operator.run("rotate", ID, expect=2)
             assert "already running" in failed.stderr or "already starting" in failed.stderr
             await paste(operator, sims, second, pending=True)
             final = await operator.wait_for(ID, lambda s: s["rotations_completed"] == 2, "rotation 2 done", limit=60)
-            assert "active" in operator.run("schedule", ID, "--resume").stdout
-            assert "cut-over evidence" in operator.run("status", ID).stdout
+            assert "active" in (await operator.run("schedule", ID, "--resume")).stdout
+            assert "cut-over evidence" in (await operator.run("status", ID)).stdout
         finally:
             worker.kill()
             worker.wait()

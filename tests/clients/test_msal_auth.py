@@ -18,11 +18,13 @@ from aiohttp import web
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from clients.errors import AuthenticationFailed, Throttled, Transient
+from clients.errors import AuthenticationFailed, NotFound, Throttled, Transient
 from clients.graph import GraphClient
 from clients.graph_models import NewPassword
 from clients.msal_auth import SIGN_IN_IDS_KEPT, CertificateCredential, MsalTokenProvider
+from clients.oidc import tenant_id_of
 from common.settings import SettingsError
+from simulators.entra.catalog import TENANT_DOMAIN
 from simulators.entra.server import EntraSimulator
 from simulators.tls import LocalCA, create_client_certificate, server_ssl_context
 from tests.clients.conftest import (
@@ -403,3 +405,13 @@ async def test_new_applications_share_discovery_and_connections(stub_login: Stub
     assert stub_login.token_hits == 3
     assert stub_login.discovery_hits <= 1  # none if an earlier test in this process fetched it already
     assert len(stub_login.connections) == 1
+
+
+# --- which tenant a domain names -------------------------------------------------------------------
+
+
+async def test_a_tenant_domain_resolves_to_its_guid(sim: EntraSimulator, ca: LocalCA) -> None:
+    assert await tenant_id_of(sim.url, TENANT_DOMAIN, ca.ca_file) == sim.config.tenant_id
+    assert await tenant_id_of(sim.url, sim.config.tenant_id.upper(), ca.ca_file) == sim.config.tenant_id
+    with pytest.raises(NotFound, match=r"no tenant 'fabrikam\.onmicrosoft\.com'"):
+        await tenant_id_of(sim.url, "fabrikam.onmicrosoft.com", ca.ca_file)
