@@ -15,6 +15,8 @@ from typing import Any, Literal, TextIO
 
 import structlog
 
+from common.codec import UnreadablePayload
+
 REDACTED = "[REDACTED]"
 # Key names (snake_case, camelCase or kebab-case) whose values are always masked.
 _SECRET_SUFFIXES = (
@@ -69,6 +71,39 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
+class UnreadableOncePerWorkflow(logging.Filter):
+    """A workflow whose history this worker can't decrypt fails every task, and the SDK logs each one
+    with a traceback: let the first through as one clear line per workflow run, drop the repeats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        unreadable = _unreadable_cause(record.exc_info[1] if record.exc_info else None)
+        if unreadable is None:
+            return True
+        run_id = str(record.args[0]) if isinstance(record.args, tuple) and record.args else record.getMessage()
+        if run_id in self._seen:
+            return False
+        self._seen.add(run_id)
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            "workflow run %s can't be processed by this worker: %s (logged once per workflow run)",
+            (run_id, unreadable),
+            None,
+            None,
+        )
+        return True
+
+
+def _unreadable_cause(error: BaseException | None) -> BaseException | None:
+    while error is not None:
+        if isinstance(error, UnreadablePayload):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
 def configure_logging(
     level: str = "INFO",
     log_format: Literal["auto", "json", "console"] = "auto",
@@ -98,6 +133,7 @@ def configure_logging(
     # MSAL and urllib3 are chatty at INFO and would log request URLs with tokens at DEBUG.
     for noisy in ("msal", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    handler.addFilter(UnreadableOncePerWorkflow())
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -3,6 +3,7 @@ checks every flag before anything starts, says what differs, and ends integratio
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import AsyncIterator
@@ -95,6 +96,25 @@ async def test_a_key_this_process_lacks_is_named_in_one_line(
         worker.wait()
     assert "can't decrypt the workflow's data: it was encrypted with key ID 'test'" in failed.stderr
     assert len(failed.stderr.splitlines()) == 1 and no_traceback(failed.stderr)
+
+
+async def test_a_worker_with_other_keys_says_so_once_per_workflow(
+    dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path: Path
+) -> None:
+    env = operator_env(dev_env, sims, tmp_path)
+    log = tmp_path / "worker.log"
+    other_keys = {**env, "YEC_ENCRYPTION_KEYS": "other:" + base64.b64encode(b"o" * 32).decode()}
+    worker = await start_worker(other_keys, log, dev_env.client)
+    try:
+        await Operator(env, []).run("onboard", "foreign", expect=3)  # written with the key "test"
+        await asyncio.sleep(15)  # the server hands the failing task out again meanwhile
+    finally:
+        worker.kill()
+        worker.wait()
+    lines = [line for line in log.read_text().splitlines() if "can't be processed by this worker" in line]
+    assert len(lines) == 1, log.read_text()[-3000:]
+    assert "key ID 'test', which is not in YEC_ENCRYPTION_KEYS here" in lines[0]
+    assert "Traceback" not in log.read_text()
 
 
 async def test_ending_integrations_asks_first_then_removes_what_the_service_made(
