@@ -27,59 +27,44 @@ import base64
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from pydantic import ValidationError
-from temporalio.api.enums.v1 import TaskQueueType
-from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
-from clients.errors import ApiError
-from clients.oidc import tenant_id_of
-from common import search_attributes
 from common.codec import UnreadablePayload
 from common.dev_server import dev_server_command
+from common.links import LinkSigner
 from common.secret_store import LocalSecretStore, SecretNotFound
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, exit_process
+from control import (
+    Control,
+    Unavailable,
+    UserError,
+    list_integrations,
+    onboard,
+    onboard_request,
+    rotation_schedule,
+)
 from models.integration import (
-    GUID_RE,
     MAX_SECRET_LIFETIME_DAYS,
     ConsentConfirmation,
     IntegrationStatus,
     OffboardRequest,
-    OnboardInput,
-    OnboardRequest,
     Phase,
     RedirectUris,
     RotationRequest,
     StepState,
-    in_words,
-    schedule_id_for,
-    validate_integration_id,
-    workflow_id_for,
+    admin_action,
 )
 from workflows.integration import IntegrationWorkflow
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 TERMINAL_WATCH_PHASES = {Phase.CONNECTED, Phase.BLOCKED, Phase.EXPIRED, Phase.OFFBOARDED}
-# How long a command waits for Temporal to answer, and for a workflow to answer a query (longer: just
-# after a worker died, the server first tries that worker for a few seconds).
-ANSWER_WITHIN = timedelta(seconds=5)
-QUERY_WITHIN = timedelta(seconds=20)
 FLAG_NAMES = {
     "integration_id": "integration ID",
     "tenant": "--tenant",
@@ -87,14 +72,6 @@ FLAG_NAMES = {
     "secret_lifetime_days": "--secret-lifetime-days",
     "redirect_uris": "--redirect-uri",
 }
-
-
-class UserError(Exception):
-    """A mistake the operator can fix; printed without a traceback."""
-
-
-class Unavailable(Exception):
-    """Temporal or the worker can't be reached or doesn't answer (exit code 3)."""
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -105,7 +82,8 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 # ----------------------------------------------------------------- output
 
 
-def render_status(status: IntegrationStatus) -> str:
+def render_status(status: IntegrationStatus, links: LinkSigner | None = None) -> str:
+    """The status for people; with ``links``, the administrator's page for the pending step too."""
     lines = [f"Integration {status.integration_id}: {status.phase.sentence} (phase {status.phase})"]
     if status.blocked:
         lines += [
@@ -182,91 +160,21 @@ def render_status(status: IntegrationStatus) -> str:
         lines += [f"  {i}. {step}" for i, step in enumerate(card.steps, 1)]
         lines += [f"  {name}: {value}" for name, value in card.values.items()]
         lines += [f"  $ {command}" for command in card.commands]
+        if links is not None and (action := admin_action(status)) is not None:
+            lines.append(
+                f"  Or on the web (a link for the PBX administrator): {links.url(status.integration_id, action)}"
+            )
     return "\n".join(lines)
 
 
-def print_status(status: IntegrationStatus, as_json: bool) -> None:
-    print(status.model_dump_json(indent=2) if as_json else render_status(status))
+def print_status(status: IntegrationStatus, as_json: bool, links: LinkSigner) -> None:
+    print(status.model_dump_json(indent=2) if as_json else render_status(status, links))
 
 
 # ------------------------------------------------------------- commands
 
 
-class Cli:
-    """One command's connection, with the checks every command that talks to a workflow makes first."""
-
-    def __init__(self, client: Client, settings: Settings) -> None:
-        self.client, self.settings = client, settings
-        self._worker_seen = False
-
-    def handle(self, integration_id: str) -> WorkflowHandle[Any, Any]:
-        return self.client.get_workflow_handle(workflow_id_for(validate_integration_id(integration_id)))
-
-    async def require_worker(self) -> None:
-        """A workflow only answers (queries, updates) while a worker polls its task queue: say so now
-        instead of waiting for a timeout."""
-        if self._worker_seen:
-            return
-        temporal = self.settings.temporal
-        try:
-            described = await self.client.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=self.client.namespace,
-                    task_queue=TaskQueue(name=temporal.task_queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                ),
-                timeout=ANSWER_WITHIN,
-            )
-        except RPCError as exc:
-            raise Unavailable(f"Temporal at {temporal.address} did not answer: {exc.message}") from None
-        if not described.pollers:
-            raise Unavailable(
-                f"no worker is polling the task queue {temporal.task_queue!r} at {temporal.address}: start one "
-                "with `python worker.py` (same YEC_TEMPORAL__* settings), then try again"
-            )
-        self._worker_seen = True
-
-    async def status(self, integration_id: str) -> IntegrationStatus:
-        await self.require_worker()
-        try:
-            status: IntegrationStatus = await self.handle(integration_id).query(
-                IntegrationWorkflow.status, rpc_timeout=QUERY_WITHIN
-            )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise UserError(
-                    f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
-                ) from None
-            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "timeout" in exc.message.lower():
-                raise Unavailable(
-                    f"the worker did not answer within {QUERY_WITHIN.seconds} s (overloaded, stopped or stuck? see "
-                    "its log)"
-                ) from None
-            raise
-        return status
-
-    async def update(self, integration_id: str, update: Any, arg: Any) -> Any:
-        """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
-        await self.status(integration_id)  # a clear error if the integration doesn't exist or can't answer
-        try:
-            return await self.handle(integration_id).execute_update(update, arg)
-        except WorkflowUpdateFailedError as exc:
-            raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
-
-    async def until(
-        self, integration_id: str, moved_on: Callable[[IntegrationStatus], bool], limit: float = 10.0
-    ) -> IntegrationStatus:
-        """The status once the workflow has acted on what it was just told (or after ``limit`` seconds)."""
-        deadline = time.monotonic() + limit
-        while True:
-            status = await self.status(integration_id)
-            if moved_on(status) or time.monotonic() >= deadline:
-                return status
-            await asyncio.sleep(0.3)
-
-
-def onboard_request(settings: Settings, args: argparse.Namespace) -> OnboardRequest:
-    """The flags, checked as a whole by the same model the console uses; every problem in one line."""
+def onboard_fields(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     if args.sso_redirect_uri and not args.redirect_uri:
         raise UserError("--sso-redirect-uri needs --redirect-uri as well")
     tenant = args.tenant or settings.entra.tenant_id
@@ -280,106 +188,29 @@ def onboard_request(settings: Settings, args: argparse.Namespace) -> OnboardRequ
     }
     if args.redirect_uri:
         fields["redirect_uris"] = {"redirect_uri": args.redirect_uri, "sso_redirect_uri": args.sso_redirect_uri}
-    try:
-        return OnboardRequest.model_validate(fields)
-    except ValidationError as exc:
-        raise UserError("; ".join(_problem(error) for error in exc.errors())) from None
+    return fields
 
 
-def _problem(error: Any) -> str:
-    where = FLAG_NAMES.get(str(error["loc"][0]) if error["loc"] else "", "")
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
-
-
-async def cmd_onboard(cli: Cli, args: argparse.Namespace) -> None:
-    settings = cli.settings
-    request = onboard_request(settings, args)
-    await cli.require_worker()
-    tenant_id = request.tenant
-    if not GUID_RE.match(tenant_id):  # a domain: Entra's discovery document names the tenant's GUID
-        try:
-            tenant_id = await tenant_id_of(settings.entra.authority_host, tenant_id, settings.entra.ca_bundle)
-        except ApiError as exc:
-            raise UserError(f"--tenant: {exc.message}") from None
-    onboard = OnboardInput(
-        integration_id=request.integration_id,
-        tenant_id=tenant_id,
-        display_name=request.display_name,
-        redirect_uris=request.redirect_uris,
-        yeastar_configured=settings.yeastar.configured,
-        options=settings.lifecycle_options(request.secret_lifetime_days),
-    )
-    if (running := await _running_input(cli, onboard.integration_id)) is not None:
-        if differences := _differences(running, onboard, request):
-            raise UserError(
-                f"{onboard.integration_id} already runs with other settings: {'; '.join(differences)}. Nothing was "
-                f"changed: offboard it first (python starter.py offboard {onboard.integration_id}), or change its "
-                "redirect URIs with redirect-uris"
-            )
-        print(f"Integration {onboard.integration_id} is already running with these settings.")
+async def cmd_onboard(cli: Control, args: argparse.Namespace) -> None:
+    request = onboard_request(onboard_fields(cli.settings, args), FLAG_NAMES)
+    started = await onboard(cli, request, FLAG_NAMES)
+    if started.attached:
+        print(f"Integration {started.integration_id} is already running with these settings.")
     else:
-        handle = await cli.client.start_workflow(
-            IntegrationWorkflow.run,
-            args=[onboard, None],
-            id=workflow_id_for(onboard.integration_id),
-            task_queue=settings.temporal.task_queue,
-            # A second `onboard` racing this one attaches; a finished integration starts anew.
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(search_attributes.INTEGRATION_ID, onboard.integration_id),
-                    SearchAttributePair(search_attributes.INTEGRATION_PHASE, str(Phase.STARTING)),
-                    SearchAttributePair(search_attributes.TENANT_ID, tenant_id),
-                ]
-            ),
-        )
-        print(f"Integration {onboard.integration_id} running as workflow {handle.id} (run {handle.result_run_id}).")
+        print(f"Integration {started.integration_id} running as workflow {started.workflow_id}.")
     if args.wait:
-        await watch(cli, onboard.integration_id, as_json=False, until=TERMINAL_WATCH_PHASES)
+        await watch(cli, started.integration_id, as_json=False, until=TERMINAL_WATCH_PHASES)
     else:
-        print(render_status(await cli.until(onboard.integration_id, lambda s: s.phase != Phase.STARTING, limit=5)))
+        status = await cli.until(started.integration_id, lambda s: s.phase != Phase.STARTING, limit=5)
+        print(render_status(status, cli.links))
 
 
-async def _running_input(cli: Cli, integration_id: str) -> OnboardInput | None:
-    handle = cli.handle(integration_id)
-    try:
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
-    if description.status != WorkflowExecutionStatus.RUNNING:
-        return None
-    started: OnboardInput = await handle.query(IntegrationWorkflow.started_with, rpc_timeout=QUERY_WITHIN)
-    return started
-
-
-def _differences(running: OnboardInput, asked: OnboardInput, request: OnboardRequest) -> list[str]:
-    """What a repeated `onboard` asks for that the running integration was not started with."""
-    found = []
-    if running.tenant_id != asked.tenant_id:
-        found.append(f"tenant {running.tenant_id} (you gave {asked.tenant_id})")
-    if request.display_name is not None and running.app_display_name != asked.app_display_name:
-        found.append(f"display name {running.app_display_name!r} (you gave {asked.app_display_name!r})")
-    if request.secret_lifetime_days is not None and running.options.secret_lifetime != asked.options.secret_lifetime:
-        lifetime = in_words(running.options.secret_lifetime)
-        found.append(f"secret lifetime {lifetime} (you gave {request.secret_lifetime_days} days)")
-    if request.redirect_uris is not None and running.redirect_uris not in (None, request.redirect_uris):
-        assert running.redirect_uris is not None
-        found.append(
-            f"redirect URI {running.redirect_uris.redirect_uri} (you gave {request.redirect_uris.redirect_uri})"
-        )
-    return found
-
-
-async def watch(cli: Cli, integration_id: str, *, as_json: bool, until: set[Phase] | None) -> None:
+async def watch(cli: Control, integration_id: str, *, as_json: bool, until: set[Phase] | None) -> None:
     """Print the status whenever it changes; stop at a phase in `until` (or never, until Ctrl-C)."""
     last = ""
     while True:
         status = await cli.status(integration_id)
-        shown = render_status(status) if not as_json else status.model_dump_json(indent=2)
+        shown = render_status(status, cli.links) if not as_json else status.model_dump_json(indent=2)
         if shown != last:
             stamp = datetime.now(UTC).strftime("%H:%M:%S")
             print(f"--- {stamp} ---\n{shown}", flush=True)
@@ -389,42 +220,34 @@ async def watch(cli: Cli, integration_id: str, *, as_json: bool, until: set[Phas
         await asyncio.sleep(1.0)
 
 
-async def cmd_status(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_status(cli: Control, args: argparse.Namespace) -> None:
     if args.watch:
         await watch(cli, args.integration_id, as_json=args.json, until=None)
     else:
-        print_status(await cli.status(args.integration_id), args.json)
+        print_status(await cli.status(args.integration_id), args.json, cli.links)
 
 
-async def cmd_list(cli: Cli, args: argparse.Namespace) -> None:
-    query = "WorkflowType = 'IntegrationWorkflow'"
-    if args.phase:
-        query += f" AND IntegrationPhase = '{args.phase}'"
-    if not args.all:
-        query += " AND ExecutionStatus = 'Running'"
-    rows = []
-    async for wf in cli.client.list_workflows(query):
-        attrs = wf.typed_search_attributes
-        expiry = attrs.get(search_attributes.SECRET_EXPIRY)
-        rows.append(
-            (
-                attrs.get(search_attributes.INTEGRATION_ID) or wf.id,
-                attrs.get(search_attributes.INTEGRATION_PHASE) or "?",
-                attrs.get(search_attributes.TENANT_ID) or "?",
-                f"{expiry:%Y-%m-%d}" if expiry else "-",
-                wf.status.name if wf.status else "?",
-            )
+async def cmd_list(cli: Control, args: argparse.Namespace) -> None:
+    rows = [
+        (
+            row.integration_id,
+            row.phase,
+            row.tenant_id,
+            f"{row.secret_expires:%Y-%m-%d}" if row.secret_expires else "-",
+            "running" if row.running else "ended",
         )
+        for row in await list_integrations(cli, phase=args.phase, closed=args.all)
+    ]
     if not rows:
         print("no integrations" + (f" in phase {args.phase}" if args.phase else ""))
         return
     header = ("INTEGRATION", "PHASE", "TENANT", "SECRET EXPIRES", "WORKFLOW")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *sorted(rows)]:
+    for row in [header, *rows]:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
 
 
-async def cmd_redirect_uris(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_redirect_uris(cli: Control, args: argparse.Namespace) -> None:
     uris = RedirectUris(redirect_uri=args.redirect_uri, sso_redirect_uri=args.sso_redirect_uri)
     if problems := uris.problems():
         raise UserError("; ".join(problems))
@@ -435,17 +258,17 @@ async def cmd_redirect_uris(cli: Cli, args: argparse.Namespace) -> None:
     else:
         print("The app registration now has these redirect URIs.")
         status = await cli.status(args.integration_id)
-    print(render_status(status))
+    print(render_status(status, cli.links))
 
 
-async def cmd_consent(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_consent(cli: Control, args: argparse.Namespace) -> None:
     await cli.update(
         args.integration_id, IntegrationWorkflow.confirm_consent, ConsentConfirmation(confirmed_by=args.by)
     )
     print(f"Consent confirmed for {args.integration_id}; the service now verifies the connection.")
 
 
-async def cmd_retry(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_retry(cli: Control, args: argparse.Namespace) -> None:
     status = await cli.status(args.integration_id)
     if status.phase not in (Phase.BLOCKED, Phase.EXPIRED) or status.blocked is None:
         raise UserError(f"{args.integration_id} is {status.phase.sentence.lower()}, not Blocked: nothing to retry")
@@ -453,7 +276,7 @@ async def cmd_retry(cli: Cli, args: argparse.Namespace) -> None:
     print(f"Retrying {args.integration_id} from step {status.blocked.step}.")
 
 
-async def cmd_secret(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_secret(cli: Control, args: argparse.Namespace) -> None:
     status = await cli.status(args.integration_id)
     secret = status.secret
     if args.pending:
@@ -480,7 +303,12 @@ async def cmd_secret(cli: Cli, args: argparse.Namespace) -> None:
     print(value.get_secret_value())
 
 
-async def cmd_rotate(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_allow_reveal(cli: Control, args: argparse.Namespace) -> None:
+    key_id = await cli.update(args.integration_id, IntegrationWorkflow.allow_reveal, None)
+    print(f"The secret waiting to be pasted (key {key_id}) may be shown once more on the administrator's page.")
+
+
+async def cmd_rotate(cli: Control, args: argparse.Namespace) -> None:
     # Asked of the integration, which runs every rotation as its own child workflow and refuses a
     # second one while one runs (the schedule keeps its own cadence; this shows as "manual").
     request = RotationRequest(integration_id=args.integration_id, request_id=f"manual-{uuid.uuid4()}", reason="manual")
@@ -491,14 +319,14 @@ async def cmd_rotate(cli: Cli, args: argparse.Namespace) -> None:
     )
 
 
-async def cmd_pbx_updated(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_pbx_updated(cli: Control, args: argparse.Namespace) -> None:
     await cli.update(
         args.integration_id, IntegrationWorkflow.confirm_pbx_updated, ConsentConfirmation(confirmed_by=args.by)
     )
     print(f"Noted. The old secret of {args.integration_id} is removed once sign-ins show the PBX on the new one.")
 
 
-async def cmd_offboard(cli: Cli, args: argparse.Namespace) -> None:
+async def cmd_offboard(cli: Control, args: argparse.Namespace) -> None:
     status = await cli.status(args.integration_id)
     if status.phase == Phase.OFFBOARDED:
         raise UserError(f"{args.integration_id} is already offboarded")
@@ -516,7 +344,7 @@ async def cmd_offboard(cli: Cli, args: argparse.Namespace) -> None:
     final = await cli.until(args.integration_id, lambda s: s.phase == Phase.OFFBOARDED, limit=60)
     if final.phase != Phase.OFFBOARDED:
         print(f"Still winding up (follow it with: python starter.py status {args.integration_id})")
-    print(render_status(final))
+    print(render_status(final, cli.links))
 
 
 def _confirm(question: str, args: argparse.Namespace) -> None:
@@ -528,31 +356,19 @@ def _confirm(question: str, args: argparse.Namespace) -> None:
         raise UserError("not done")
 
 
-async def cmd_schedule(cli: Cli, args: argparse.Namespace) -> None:
-    await cli.status(args.integration_id)
-    handle = cli.client.get_schedule_handle(schedule_id_for(args.integration_id))
-    try:
-        if args.pause:
-            await handle.pause(note=args.note or "paused with starter.py")
-        elif args.resume:
-            await handle.unpause(note=args.note or "resumed with starter.py")
-        description = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise UserError(f"{args.integration_id} has no rotation schedule (it is created at Connected)") from None
-        raise
-    state, info = description.schedule.state, description.info
-    every = ", ".join(in_words(i.every) for i in description.schedule.spec.intervals)
-    print(f"Schedule {handle.id}: every {every}, {'PAUSED' if state.paused else 'active'}")
-    if state.note:
-        print(f"  note: {state.note}")
-    for when in info.next_action_times[:3]:
+async def cmd_schedule(cli: Control, args: argparse.Namespace) -> None:
+    paused = True if args.pause else False if args.resume else None
+    schedule = await rotation_schedule(cli, args.integration_id, paused=paused, note=args.note or "")
+    print(f"Schedule {schedule.schedule_id}: every {schedule.every}, {'PAUSED' if schedule.paused else 'active'}")
+    if schedule.note:
+        print(f"  note: {schedule.note}")
+    for when in schedule.next_runs:
         print(f"  next rotation: {when:%Y-%m-%d %H:%M} UTC")
-    for action in info.recent_actions[-3:]:
-        print(f"  ran: {action.started_at:%Y-%m-%d %H:%M} UTC")
+    for when in schedule.recent_runs:
+        print(f"  ran: {when:%Y-%m-%d %H:%M} UTC")
 
 
-COMMANDS: dict[str, Callable[[Cli, argparse.Namespace], Awaitable[None]]] = {
+COMMANDS: dict[str, Callable[[Control, argparse.Namespace], Awaitable[None]]] = {
     "onboard": cmd_onboard,
     "status": cmd_status,
     "list": cmd_list,
@@ -563,6 +379,7 @@ COMMANDS: dict[str, Callable[[Cli, argparse.Namespace], Awaitable[None]]] = {
     "rotate": cmd_rotate,
     "pbx-updated": cmd_pbx_updated,
     "schedule": cmd_schedule,
+    "allow-reveal": cmd_allow_reveal,
     "offboard": cmd_offboard,
     "cancel": cmd_offboard,
 }
@@ -628,6 +445,7 @@ def parser() -> argparse.ArgumentParser:
     secret.add_argument("--reveal", action="store_true", help="really print it")
     secret.add_argument("--pending", action="store_true", help="the new secret of a rotation in progress")
 
+    with_id("allow-reveal", "let the administrator's page show the secret to paste once more")
     with_id("rotate", "rotate the client secret now (new secret first, old removed after cut-over)")
     updated = with_id("pbx-updated", "confirm the new secret was pasted into the PBX (during a rotation)")
     updated.add_argument("--by", help="who updated the PBX (recorded in the status)")
@@ -665,7 +483,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
             f"cannot reach Temporal at {settings.temporal.address}: {exc}. Start it with `python starter.py "
             "dev-server` (or `make demo`), or set YEC_TEMPORAL__ADDRESS."
         ) from None
-    await COMMANDS[args.command](Cli(client, settings), args)
+    await COMMANDS[args.command](Control(client, settings), args)
 
 
 def main(argv: list[str] | None = None) -> None:

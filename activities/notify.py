@@ -10,6 +10,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from common.links import LinkSigner
 from common.settings import Settings
 from models import activity_names as names
 from models.activities import DeliverInput, NotifyInput
@@ -22,6 +23,8 @@ ESCALATION = "escalation:"
 
 class NotifyActivities:
     def __init__(self, settings: Settings) -> None:
+        # Notifications about an administrator's step carry a fresh signed link to its page.
+        self._links = LinkSigner.from_settings(settings)
         # Escalation channels get their own names: a name need only be unique within its list.
         self._channels: dict[str, ChannelConfig] = {c.name: c for c in settings.notification_channels}
         self._channels |= {ESCALATION + c.name: c for c in settings.escalation_channels}
@@ -48,7 +51,11 @@ class NotifyActivities:
         if config is None:  # the channel was removed from the settings since the list was taken
             log.warning("notification channel no longer configured", channel=req.channel)
             return
-        report = await deliver(req.notification, [config])
+        notification = req.notification
+        if notification.action is not None:
+            link = self._links.url(notification.integration_id, notification.action)
+            notification = notification.model_copy(update={"link": link})
+        report = await deliver(notification, [config])
         outcome = report.outcomes[0]
         if not outcome.ok:
             raise ApplicationError(

@@ -130,6 +130,55 @@ class YeastarSettings(BaseModel):
         return self.base_url is not None
 
 
+def _web_url(value: str) -> str:
+    parts = urlsplit(value)
+    loopback = (parts.hostname or "") in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError("must be an https:// URL (http:// only for localhost)")
+    return value.rstrip("/")
+
+
+class WebSettings(BaseModel):
+    """The web app (`python web.py`): administrator pages reached by signed links, the operator console
+    and the Temporal UI's codec endpoint."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    # The address people use to reach it: the links in cards and reminders start with this.
+    base_url: Annotated[str, AfterValidator(_web_url)] = "http://127.0.0.1:8080"
+    # Serve HTTPS with this certificate and key (PEM); plain HTTP otherwise (behind a TLS proxy).
+    tls_cert: ExistingFile | None = None
+    tls_key: ExistingFile | None = None
+    # Signs the administrators' links and the console's sessions; derived from the first encryption
+    # key when unset (one-way: the links' key never opens the payloads).
+    link_secret: SecretStr | None = None
+    link_lifetime: timedelta = timedelta(days=7)
+    # Console sign-in: a static token (the demo's default), and/or Microsoft Entra ID (OpenID Connect,
+    # authorization code with PKCE) for members of one group of the operators' tenant.
+    operator_token: SecretStr | None = None
+    oidc_tenant_id: str | None = None
+    oidc_client_id: Guid | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_allowed_group: Guid | None = None
+    # The Temporal UI that may call the codec endpoint from the browser (CORS).
+    temporal_ui_origin: str = "http://localhost:8233"
+    # Secret reveals per client address and integration, per 10 minutes.
+    reveals_per_10_minutes: int = Field(default=3, ge=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> WebSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        oidc = (self.oidc_tenant_id, self.oidc_client_id, self.oidc_client_secret, self.oidc_allowed_group)
+        if any(v is not None for v in oidc) and not all(v is not None for v in oidc):
+            raise ValueError("oidc_tenant_id, oidc_client_id, oidc_client_secret and oidc_allowed_group go together")
+        return self
+
+    @property
+    def oidc_configured(self) -> bool:
+        return self.oidc_client_id is not None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YEC_",
@@ -143,6 +192,7 @@ class Settings(BaseSettings):
     temporal: TemporalSettings = TemporalSettings()
     entra: EntraSettings = EntraSettings()
     yeastar: YeastarSettings = YeastarSettings()
+    web: WebSettings = WebSettings()
 
     data_dir: Path = Path(".data")
     secret_lifetime_days: int = Field(default=180, ge=1, le=MAX_SECRET_LIFETIME_DAYS)

@@ -8,7 +8,7 @@ import re
 import zlib
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -384,6 +384,14 @@ class RotationStatus(BaseModel):
     card: InstructionCard | None = None
 
 
+class Reveal(BaseModel):
+    """One showing of a secret's value on the web pages (the CLI's --reveal is the operator's own)."""
+
+    key_id: str
+    at: datetime
+    address: str
+
+
 class IntegrationStatus(BaseModel):
     """What the `status` query returns: the state plus the pending human action in plain words."""
 
@@ -405,9 +413,29 @@ class IntegrationStatus(BaseModel):
     last_rotation: RotationStatus | None
     rotations_completed: int
     retired_keys: list[SecretRef] = Field(default_factory=list)
+    reveals: list[Reveal] = Field(default_factory=list)
     next_check_at: datetime | None = None
     history_length: int
     continued_as_new: int
+
+
+class AdminAction(BaseModel):
+    """What the PBX administrator can do right now on the web pages, and for which secret or rotation:
+    a link is signed for one of these and dies once the integration has moved on."""
+
+    kind: Literal["redirect-uris", "connect", "rotation"]
+    ref: str = ""  # the key ID of the secret to paste (connect), the rotation's workflow ID (rotation)
+
+
+def admin_action(status: IntegrationStatus) -> AdminAction | None:
+    if status.phase == Phase.WAITING_FOR_REDIRECT_URIS:
+        return AdminAction(kind="redirect-uris")
+    rotation = status.rotation
+    if rotation is not None and rotation.stage in (RotationStage.WAITING_FOR_PBX, RotationStage.VERIFYING_CUTOVER):
+        return AdminAction(kind="rotation", ref=rotation.workflow_id)
+    if status.steps[Step.CONNECT_PBX].state == StepState.WAITING and status.secret is not None:
+        return AdminAction(kind="connect", ref=status.secret.key_id)
+    return None
 
 
 class OffboardRequest(BaseModel):

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from models.integration import AdminAction
 from notifications.config import HttpsUrl
 
 Severity = Literal["info", "warning", "critical"]
@@ -71,6 +72,8 @@ class Notification(BaseModel):
     next_action: Text
     facts: dict[str, str] = Field(default_factory=dict)
     link: HttpsUrl | None = None
+    # The administrator's page this notification is about; the delivery adds the signed `link` to it.
+    action: AdminAction | None = None
 
     @model_validator(mode="after")
     def _no_secret_lookalike(self) -> Notification:

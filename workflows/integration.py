@@ -47,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from models.integration import (
         REQUIRED_GRAPH_PERMISSIONS,
+        AdminAction,
         AppIds,
         Blocked,
         ConsentConfirmation,
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         PendingHuman,
         Phase,
         RedirectUris,
+        Reveal,
         RotationPlan,
         RotationRequest,
         RotationStage,
@@ -66,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         StepState,
         StepStatus,
         Verification,
+        admin_action,
         daily_slot,
         rotation_workflow_id,
         workflow_id_for,
@@ -85,7 +88,7 @@ with workflow.unsafe.imports_passed_through():
         run_activity,
         signal_quietly,
     )
-    from workflows.state import REMEMBERED_REQUESTS, IntegrationState
+    from workflows.state import REMEMBERED_REQUESTS, REMEMBERED_REVEALS, IntegrationState
 
 T = TypeVar("T")
 PROVISIONING_STEPS = (Step.REGISTER_APP, Step.SSO_REDIRECT_URI, Step.PERMISSIONS, Step.CLIENT_SECRET)
@@ -135,6 +138,7 @@ class IntegrationWorkflow:
                 instructions.redirect_uris_card(state.input.integration_id),
                 kind="redirect_uris_pending",
                 summary="The PBX's redirect URIs are needed to register the Entra application.",
+                action=AdminAction(kind="redirect-uris"),
             )
         self._mark(Step.REDIRECT_URIS, StepState.DONE)
 
@@ -190,6 +194,7 @@ class IntegrationWorkflow:
             kind="consent_pending",
             summary="Paste the credentials into the PBX and sign in as Global Administrator.",
             severity="critical" if after_expiry else "warning",
+            action=AdminAction(kind="connect", ref=self._secret.key_id),
         )
 
     async def _ensure_rotation_schedule(self) -> None:
@@ -724,6 +729,50 @@ class IntegrationWorkflow:
             "into the PBX don't exist until the steps before are done (the status shows the card when it is time)"
         )
 
+    @workflow.update
+    def record_reveal(self, reveal: Reveal) -> IntegrationStatus:
+        """The web page is about to show a secret's value: recorded first (when, to which address)."""
+        state = self._state
+        if reveal.key_id in state.reveals_allowed:
+            state.reveals_allowed.remove(reveal.key_id)
+        state.reveals = [*state.reveals, reveal][-REMEMBERED_REVEALS:]
+        return self.status()
+
+    @record_reveal.validator
+    def _validate_reveal(self, reveal: Reveal) -> None:
+        if reveal.key_id != self._key_to_paste():
+            raise ValueError("that secret is not the one waiting to be pasted (the integration has moved on)")
+        earlier = [r for r in self._state.reveals if r.key_id == reveal.key_id]
+        if earlier and reveal.key_id not in self._state.reveals_allowed:
+            raise ValueError(
+                f"this secret was already shown, at {earlier[-1].at:%Y-%m-%d %H:%M} UTC to {earlier[-1].address}; "
+                f"the operator can allow one more showing (python starter.py allow-reveal "
+                f"{self._state.input.integration_id})"
+            )
+
+    @workflow.update
+    def allow_reveal(self) -> str:
+        """The operator lets the secret waiting to be pasted be shown once more; returns its key ID."""
+        key_id = self._key_to_paste()
+        assert key_id is not None, "checked by the validator"
+        self._state.reveals_allowed = [*self._state.reveals_allowed, key_id]
+        return key_id
+
+    @allow_reveal.validator
+    def _validate_allow_reveal(self) -> None:
+        if self._key_to_paste() is None:
+            raise ValueError(f"no secret is waiting to be pasted ({self._state.phase.sentence.lower()})")
+
+    def _key_to_paste(self) -> str | None:
+        """The key ID of the secret the administrator is asked to paste now, if any."""
+        action = admin_action(self.status())
+        if action is None or action.kind == "redirect-uris":
+            return None
+        rotation = self._state.rotation
+        if action.kind == "connect":
+            return action.ref
+        return rotation.new_secret.key_id if rotation is not None and rotation.new_secret is not None else None
+
     @workflow.signal
     def retry(self) -> None:
         # Only a parked workflow waits for this; elsewhere it would linger and skip a future Blocked.
@@ -837,6 +886,7 @@ class IntegrationWorkflow:
             last_rotation=state.last_rotation,
             rotations_completed=state.rotations_completed,
             retired_keys=state.retired_keys,
+            reveals=state.reveals,
             next_check_at=state.next_check_at,
             history_length=workflow.info().get_current_history_length(),
             continued_as_new=state.continued_as_new,
@@ -940,8 +990,10 @@ class IntegrationWorkflow:
         kind: str,
         summary: str,
         severity: str = "warning",
+        action: AdminAction | None = None,
     ) -> None:
-        """Publish the card, then wait, reminding every `human_reminder_interval` until `done()`."""
+        """Publish the card, then wait, reminding every `human_reminder_interval` until `done()`; the
+        reminders link to the administrator's page for ``action``."""
         state, opts = self._state, self._state.input.options
         state.instruction = card
         if state.steps[step].state in (StepState.PENDING, StepState.RUNNING):
@@ -956,7 +1008,13 @@ class IntegrationWorkflow:
             )
             await self._notify(
                 messages.human_reminder(
-                    state.input.integration_id, pending, card, summary, severity=severity, facts=self._facts()
+                    state.input.integration_id,
+                    pending,
+                    card,
+                    summary,
+                    severity=severity,
+                    facts=self._facts(),
+                    action=action,
                 ),
                 escalate=pending.reminders > opts.escalate_after_reminders,
             )

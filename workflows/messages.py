@@ -12,7 +12,14 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.activities import ProvisioningCredential
-    from models.integration import InstructionCard, PendingHuman, RotationPlan, RotationStatus, SecretRef
+    from models.integration import (
+        AdminAction,
+        InstructionCard,
+        PendingHuman,
+        RotationPlan,
+        RotationStatus,
+        SecretRef,
+    )
     from notifications.message import Notification
     from workflows.instructions import CLI
 
@@ -42,6 +49,7 @@ def human_reminder(
     *,
     severity: str,
     facts: dict[str, str],
+    action: AdminAction | None = None,
 ) -> Notification:
     return _note(
         integration_id,
@@ -53,6 +61,7 @@ def human_reminder(
         + (f" (reminder {pending.reminders})." if pending.reminders else "."),
         next_action=card.commands[-1] if card.commands else card.steps[0],
         facts=facts,
+        action=action,
     )
 
 
@@ -80,13 +89,16 @@ def _rotation_facts(plan: RotationPlan, status: RotationStatus) -> dict[str, str
     return facts | ({"New key": status.new_secret.key_id} if status.new_secret else {})
 
 
-def _rotation_note(plan: RotationPlan, status: RotationStatus, key: str, **fields: object) -> Notification:
+def _rotation_note(
+    plan: RotationPlan, status: RotationStatus, key: str, action: AdminAction | None = None, **fields: object
+) -> Notification:
     return _note(
         plan.integration_id,
         f"rotation:{status.workflow_id}:{key}",
         kind="rotation_pending",
         due=plan.current.expires_at,
         facts=_rotation_facts(plan, status),
+        action=action or AdminAction(kind="rotation", ref=status.workflow_id),
         **fields,
     )
 
@@ -114,6 +126,7 @@ def paste_reminder(plan: RotationPlan, status: RotationStatus, pending: PendingH
 
 def old_secret_expired_before_paste(plan: RotationPlan, status: RotationStatus) -> Notification:
     old = plan.current
+    assert status.new_secret is not None
     return _rotation_note(
         plan,
         status,
@@ -124,6 +137,8 @@ def old_secret_expired_before_paste(plan: RotationPlan, status: RotationStatus) 
         "was given the new one. The new secret is ready and kept; the integration now waits for it to be pasted.",
         next_action=f"Reveal it with `{CLI} secret {plan.integration_id} --reveal`, paste it into the PBX, sign in "
         f"again, then run `{CLI} consent {plan.integration_id}`.",
+        # From now on it is the integration's own secret to connect with.
+        action=AdminAction(kind="connect", ref=status.new_secret.key_id),
     )
 
 

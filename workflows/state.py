@@ -15,6 +15,7 @@ from models.integration import (
     PendingHuman,
     Phase,
     RedirectUris,
+    Reveal,
     RotationRequest,
     RotationStatus,
     SecretRef,
@@ -25,6 +26,8 @@ from models.integration import (
 
 # Rotation request IDs remembered to drop a repeat (the schedule retrying one action, say).
 REMEMBERED_REQUESTS = 20
+# Reveals kept for the status (the newest).
+REMEMBERED_REVEALS = 20
 
 
 class IntegrationState(BaseModel):
@@ -63,6 +66,9 @@ class IntegrationState(BaseModel):
     # Keys replaced by a rotation, removed from the app once that succeeds (retried daily until then).
     retired_keys: list[SecretRef] = Field(default_factory=list)
     schedule_ensured_for: timedelta | None = None
+    # Each showing of a secret on the web pages; a key in reveals_allowed may be shown once more.
+    reveals: list[Reveal] = Field(default_factory=list)
+    reveals_allowed: list[str] = Field(default_factory=list)
     # Set by `offboard` / `cancel`: the workflow winds up at its next safe point and ends.
     offboard: OffboardRequest | None = None
     continued_as_new: int = 0

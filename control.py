@@ -1,0 +1,303 @@
+"""What an operator can do with the fleet, shared by the CLI (starter.py) and the web console: each
+operation checks what it needs first (a worker polling, the integration existing) and fails with a
+one-line reason (UserError: the operator can fix it; Unavailable: Temporal or the worker)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from clients.errors import ApiError
+from clients.oidc import tenant_id_of
+from common import search_attributes
+from common.links import LinkSigner
+from common.settings import Settings
+from models.integration import (
+    GUID_RE,
+    IntegrationStatus,
+    OnboardInput,
+    OnboardRequest,
+    Phase,
+    in_words,
+    schedule_id_for,
+    validate_integration_id,
+    workflow_id_for,
+)
+from workflows.integration import IntegrationWorkflow
+
+# How long to wait for Temporal to answer, and for a workflow to answer a query (longer: just after a
+# worker died, the server first tries that worker for a few seconds).
+ANSWER_WITHIN = timedelta(seconds=5)
+QUERY_WITHIN = timedelta(seconds=20)
+
+
+class UserError(Exception):
+    """A mistake the operator can fix; shown as one line."""
+
+
+class Unavailable(Exception):
+    """Temporal or the worker can't be reached or doesn't answer."""
+
+
+class Control:
+    """A connection to the fleet, with the checks every operation that talks to a workflow makes first."""
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client, self.settings = client, settings
+        self.links = LinkSigner.from_settings(settings)
+        self._worker_seen = False
+
+    def handle(self, integration_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(workflow_id_for(validate_integration_id(integration_id)))
+
+    async def require_worker(self) -> None:
+        """A workflow only answers (queries, updates) while a worker polls its task queue: say so now
+        instead of waiting for a timeout."""
+        if self._worker_seen:
+            return
+        temporal = self.settings.temporal
+        try:
+            described = await self.client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=self.client.namespace,
+                    task_queue=TaskQueue(name=temporal.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                ),
+                timeout=ANSWER_WITHIN,
+            )
+        except RPCError as exc:
+            raise Unavailable(f"Temporal at {temporal.address} did not answer: {exc.message}") from None
+        if not described.pollers:
+            raise Unavailable(
+                f"no worker is polling the task queue {temporal.task_queue!r} at {temporal.address}: start one "
+                "with `python worker.py` (same YEC_TEMPORAL__* settings), then try again"
+            )
+        self._worker_seen = True
+
+    async def status(self, integration_id: str) -> IntegrationStatus:
+        await self.require_worker()
+        try:
+            status: IntegrationStatus = await self.handle(integration_id).query(
+                IntegrationWorkflow.status, rpc_timeout=QUERY_WITHIN
+            )
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise UserError(
+                    f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
+                ) from None
+            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "timeout" in exc.message.lower():
+                raise Unavailable(
+                    f"the worker did not answer within {QUERY_WITHIN.seconds} s (overloaded, stopped or stuck? see "
+                    "its log)"
+                ) from None
+            raise
+        return status
+
+    async def update(self, integration_id: str, update: Any, arg: Any) -> Any:
+        """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
+        await self.status(integration_id)  # a clear error if the integration doesn't exist or can't answer
+        try:
+            return await self.handle(integration_id).execute_update(update, arg)
+        except WorkflowUpdateFailedError as exc:
+            raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
+
+    async def until(
+        self, integration_id: str, moved_on: Callable[[IntegrationStatus], bool], limit: float = 10.0
+    ) -> IntegrationStatus:
+        """The status once the workflow has acted on what it was just told (or after ``limit`` seconds)."""
+        deadline = time.monotonic() + limit
+        while True:
+            status = await self.status(integration_id)
+            if moved_on(status) or time.monotonic() >= deadline:
+                return status
+            await asyncio.sleep(0.3)
+
+
+def onboard_request(fields: Mapping[str, Any], names: Mapping[str, str]) -> OnboardRequest:
+    """``fields`` checked as a whole (the same model for CLI flags and the console's form); every
+    problem in one line, each named as the operator entered it (``names``: field → flag or label)."""
+    try:
+        return OnboardRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise UserError("; ".join(_problem(error, names) for error in exc.errors())) from None
+
+
+def _problem(error: Any, names: Mapping[str, str]) -> str:
+    where = names.get(str(error["loc"][0]) if error["loc"] else "", "")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+@dataclass(frozen=True)
+class Started:
+    integration_id: str
+    workflow_id: str
+    attached: bool  # it was already running with these settings
+
+
+async def onboard(control: Control, request: OnboardRequest, names: Mapping[str, str]) -> Started:
+    """Start the integration, or attach to the one running with the same settings; one that runs
+    with other settings is a UserError saying what differs (fields named as in ``names``)."""
+    settings = control.settings
+    await control.require_worker()
+    tenant_id = request.tenant
+    if not GUID_RE.match(tenant_id):  # a domain: Entra's discovery document names the tenant's GUID
+        try:
+            tenant_id = await tenant_id_of(settings.entra.authority_host, tenant_id, settings.entra.ca_bundle)
+        except ApiError as exc:
+            raise UserError(f"{names.get('tenant', 'tenant')}: {exc.message}") from None
+    start = OnboardInput(
+        integration_id=request.integration_id,
+        tenant_id=tenant_id,
+        display_name=request.display_name,
+        redirect_uris=request.redirect_uris,
+        yeastar_configured=settings.yeastar.configured,
+        options=settings.lifecycle_options(request.secret_lifetime_days),
+    )
+    workflow_id = workflow_id_for(start.integration_id)
+    if (running := await _running_input(control, start.integration_id)) is not None:
+        if differences := _differences(running, start, request):
+            raise UserError(
+                f"{start.integration_id} already runs with other settings: {'; '.join(differences)}. Nothing was "
+                f"changed: offboard it first (python starter.py offboard {start.integration_id}), or change its "
+                "redirect URIs with redirect-uris"
+            )
+        return Started(start.integration_id, workflow_id, attached=True)
+    await control.client.start_workflow(
+        IntegrationWorkflow.run,
+        args=[start, None],
+        id=workflow_id,
+        task_queue=settings.temporal.task_queue,
+        # A second start racing this one attaches; a finished integration starts anew.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(search_attributes.INTEGRATION_ID, start.integration_id),
+                SearchAttributePair(search_attributes.INTEGRATION_PHASE, str(Phase.STARTING)),
+                SearchAttributePair(search_attributes.TENANT_ID, tenant_id),
+            ]
+        ),
+    )
+    return Started(start.integration_id, workflow_id, attached=False)
+
+
+async def _running_input(control: Control, integration_id: str) -> OnboardInput | None:
+    handle = control.handle(integration_id)
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    if description.status != WorkflowExecutionStatus.RUNNING:
+        return None
+    started: OnboardInput = await handle.query(IntegrationWorkflow.started_with, rpc_timeout=QUERY_WITHIN)
+    return started
+
+
+def _differences(running: OnboardInput, asked: OnboardInput, request: OnboardRequest) -> list[str]:
+    """What a repeated `onboard` asks for that the running integration was not started with."""
+    found = []
+    if running.tenant_id != asked.tenant_id:
+        found.append(f"tenant {running.tenant_id} (you gave {asked.tenant_id})")
+    if request.display_name is not None and running.app_display_name != asked.app_display_name:
+        found.append(f"display name {running.app_display_name!r} (you gave {asked.app_display_name!r})")
+    if request.secret_lifetime_days is not None and running.options.secret_lifetime != asked.options.secret_lifetime:
+        lifetime = in_words(running.options.secret_lifetime)
+        found.append(f"secret lifetime {lifetime} (you gave {request.secret_lifetime_days} days)")
+    if request.redirect_uris is not None and running.redirect_uris not in (None, request.redirect_uris):
+        assert running.redirect_uris is not None
+        found.append(
+            f"redirect URI {running.redirect_uris.redirect_uri} (you gave {request.redirect_uris.redirect_uri})"
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class Listed:
+    integration_id: str
+    phase: str
+    tenant_id: str
+    secret_expires: datetime | None
+    running: bool
+
+
+async def list_integrations(
+    control: Control, *, phase: str | None = None, expiring_within: timedelta | None = None, closed: bool = False
+) -> list[Listed]:
+    """The fleet from Temporal's visibility (search attributes): no workflow is asked anything."""
+    query = "WorkflowType = 'IntegrationWorkflow'"
+    if phase:
+        query += f" AND IntegrationPhase = '{Phase(phase)}'"
+    if expiring_within is not None:
+        query += f" AND SecretExpiry < '{(datetime.now(UTC) + expiring_within).isoformat()}'"
+    if not closed:
+        query += " AND ExecutionStatus = 'Running'"
+    found = []
+    async for wf in control.client.list_workflows(query):
+        attrs = wf.typed_search_attributes
+        found.append(
+            Listed(
+                integration_id=attrs.get(search_attributes.INTEGRATION_ID) or wf.id,
+                phase=attrs.get(search_attributes.INTEGRATION_PHASE) or "?",
+                tenant_id=attrs.get(search_attributes.TENANT_ID) or "?",
+                secret_expires=attrs.get(search_attributes.SECRET_EXPIRY),
+                running=wf.status == WorkflowExecutionStatus.RUNNING,
+            )
+        )
+    return sorted(found, key=lambda row: row.integration_id)
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    schedule_id: str
+    every: str
+    paused: bool
+    note: str | None
+    next_runs: list[datetime]
+    recent_runs: list[datetime]
+
+
+async def rotation_schedule(
+    control: Control, integration_id: str, *, paused: bool | None = None, note: str = ""
+) -> ScheduleState:
+    """The integration's rotation schedule, after pausing or resuming it if ``paused`` says so."""
+    await control.status(integration_id)
+    handle = control.client.get_schedule_handle(schedule_id_for(integration_id))
+    try:
+        if paused is True:
+            await handle.pause(note=note or "paused by an operator")
+        elif paused is False:
+            await handle.unpause(note=note or "resumed by an operator")
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise UserError(f"{integration_id} has no rotation schedule (it is created at Connected)") from None
+        raise
+    state, info = description.schedule.state, description.info
+    return ScheduleState(
+        schedule_id=handle.id,
+        every=", ".join(in_words(i.every) for i in description.schedule.spec.intervals),
+        paused=state.paused,
+        note=state.note,
+        next_runs=list(info.next_action_times[:3]),
+        recent_runs=[action.started_at for action in info.recent_actions[-3:]],
+    )
