@@ -35,6 +35,8 @@ from models.integration import (
     OnboardInput,
     OnboardRequest,
     Phase,
+    StepState,
+    admin_action,
     in_words,
     schedule_id_for,
     validate_integration_id,
@@ -46,6 +48,91 @@ from workflows.integration import IntegrationWorkflow
 # worker died, the server first tries that worker for a few seconds).
 ANSWER_WITHIN = timedelta(seconds=5)
 QUERY_WITHIN = timedelta(seconds=20)
+
+
+def render_status(status: IntegrationStatus, links: LinkSigner | None = None) -> str:
+    """The status for people; with ``links``, the administrator's page for the pending step too."""
+    lines = [f"Integration {status.integration_id}: {status.phase.sentence} (phase {status.phase})"]
+    if status.blocked:
+        lines += [
+            f"  BLOCKED at {status.blocked.step}: {status.blocked.message}",
+            f"  Fix: {status.blocked.fix}",
+        ]
+    lines.append("Steps:")
+    marks = {
+        StepState.DONE: "✔",
+        StepState.SKIPPED: "-",
+        StepState.RUNNING: "…",
+        StepState.WAITING: "⏸",
+        StepState.FAILED: "✖",
+        StepState.PENDING: " ",
+    }
+    for step, st in status.steps.items():
+        extra = []
+        if st.attempts > 1:
+            extra.append(f"{st.attempts} attempts")
+        if st.detail:
+            extra.append(st.detail)
+        if st.last_error and st.state == StepState.FAILED:
+            extra.append(f"last error: {st.last_error}")
+        suffix = f"  ({'; '.join(extra)})" if extra else ""
+        lines.append(f"  [{marks[st.state]}] {step:<17} {st.state}{suffix}")
+    if status.app:
+        lines += [
+            f"Tenant ID:            {status.app.tenant_id}",
+            f"Client (app) ID:      {status.app.client_id}",
+            f"Application object:   {status.app.application_object_id}",
+        ]
+        if status.app.service_principal_id:
+            lines.append(f"Service principal:    {status.app.service_principal_id}")
+    if status.secret:
+        lines.append(
+            f"Client secret:        {status.secret.hint}… key {status.secret.key_id}, "
+            f"expires {status.secret.expires_at:%Y-%m-%d %H:%M} UTC"
+        )
+    if status.verification:
+        v = status.verification
+        lines.append(
+            f"Verified:             token ok, users readable, {len(v.role_assignments)} Graph roles"
+            + (f", {v.extension_count} PBX extensions" if v.extension_count is not None else "")
+        )
+        if v.admin_consent_evidence:
+            lines.append(f"Admin sign-in:        {v.admin_consent_evidence}")
+    if status.rotation:
+        r = status.rotation
+        lines.append(f"Rotation:             {r.stage} ({r.reason}, started {r.started_at:%Y-%m-%d %H:%M} UTC)")
+        if r.new_secret:
+            lines.append(
+                f"  new secret:         {r.new_secret.hint}… key {r.new_secret.key_id}, "
+                f"expires {r.new_secret.expires_at:%Y-%m-%d %H:%M} UTC"
+            )
+        if r.message:
+            lines.append(f"  {r.message}")
+        if r.warning:
+            lines.append(f"  warning: {r.warning}")
+    elif status.last_rotation and status.last_rotation.finished_at:
+        r = status.last_rotation
+        lines.append(f"Last rotation:        {r.stage} at {r.finished_at:%Y-%m-%d %H:%M} UTC: {r.message}")
+        if r.cutover_evidence:
+            lines.append(f"  cut-over evidence:  {r.cutover_evidence}")
+    for key in status.retired_keys:
+        lines.append(f"Old key to remove:    {key.key_id} ({key.hint}…, expires {key.expires_at:%Y-%m-%d} UTC)")
+    if status.next_check_at and status.phase == Phase.CONNECTED:
+        lines.append(f"Next daily check:     {status.next_check_at:%Y-%m-%d %H:%M} UTC")
+    for warning in status.warnings:
+        lines.append(f"Warning: {warning}")
+    card = status.pending_human_action
+    if card:
+        since = f" (waiting since {status.pending_since:%Y-%m-%d %H:%M} UTC)" if status.pending_since else ""
+        lines += ["", f"Next: {card.title}{since}"]
+        lines += [f"  {i}. {step}" for i, step in enumerate(card.steps, 1)]
+        lines += [f"  {name}: {value}" for name, value in card.values.items()]
+        lines += [f"  $ {command}" for command in card.commands]
+        if links is not None and (action := admin_action(status)) is not None:
+            lines.append(
+                f"  Or on the web (a link for the PBX administrator): {links.url(status.integration_id, action)}"
+            )
+    return "\n".join(lines)
 
 
 class UserError(Exception):

@@ -372,3 +372,23 @@ def _result_error(result: dict[str, Any], status: int | None, retry_after: str |
     match = _AADSTS_RE.search(description)
     aadsts = f"AADSTS{codes[0]}" if codes else (match.group(0) if match else None)
     return AuthenticationFailed(message, aadsts=aadsts, status=status, code=error, request_id=request_id)
+
+
+def sign_in_application(
+    tenant: str,
+    client_id: str,
+    client_secret: SecretStr,
+    *,
+    authority_host: str,
+    ca_bundle: Path | None = None,
+    instance_discovery: bool = True,
+) -> msal.ConfidentialClientApplication:
+    """An MSAL application for signing people in (authorization code flow with PKCE), sharing the
+    process's pooled login session. Synchronous, like all of MSAL: call it from a worker thread."""
+    return msal.ConfidentialClientApplication(
+        client_id,
+        client_credential=client_secret.get_secret_value(),
+        authority=f"{authority_host.rstrip('/')}/{tenant}",
+        instance_discovery=instance_discovery,
+        http_client=_login_session(ca_bundle),
+    )

@@ -47,6 +47,7 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class SignedLink:
+    token: str
     integration_id: str
     action: AdminAction
     expires_at: datetime
@@ -79,7 +80,7 @@ class LinkSigner:
                 f"This link expired at {expires_at:%Y-%m-%d %H:%M} UTC. The latest reminder, or the operator, has a "
                 "fresh one."
             )
-        return SignedLink(integration_id, AdminAction(kind=kind, ref=ref), expires_at)
+        return SignedLink(token, integration_id, AdminAction(kind=kind, ref=ref), expires_at)
 
     def _sign(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())

@@ -8,7 +8,9 @@ import base64
 import contextlib
 import hashlib
 import itertools
+import logging
 import os
+import socket
 import ssl
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import pytest
+from aiohttp import web
+from pydantic import SecretStr
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError
@@ -27,8 +31,11 @@ from temporalio.worker import Worker
 import worker as worker_module
 from common import search_attributes
 from common.dev_server import temporal_cli, test_server_binary
+from common.links import LinkSigner
+from common.secret_store import LocalSecretStore
 from common.settings import Settings, load_settings
 from common.temporal import data_converter
+from control import Control
 from models.activities import IntegrationRef
 from models.integration import (
     IntegrationStatus,
@@ -36,6 +43,7 @@ from models.integration import (
     OnboardInput,
     Phase,
     RotationStatus,
+    admin_action,
     workflow_id_for,
 )
 from simulators.clock import CallableClock, Clock, OffsetClock
@@ -44,10 +52,13 @@ from simulators.harness import RunningSimulators, running_simulators
 from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 from tests.receivers import SIGNING_SECRET, Receiver, running_receiver
+from webapp.app import build_app
+from webapp.security import AccessLogger
 from workflows.integration import IntegrationWorkflow
 from workflows.rotation import SecretRotationWorkflow
 from workflows.rotation_request import RotationRequestWorkflow
 
+OPERATOR_TOKEN = "operator-token-for-tests"
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
 HISTORIES_DIR = Path(__file__).parent / "histories"
@@ -325,6 +336,38 @@ async def harness_for(
             yield harness
         finally:
             await harness.terminate_started()
+
+
+@dataclass
+class RunningWeb:
+    """The web app served on loopback for a test, with the settings it runs with."""
+
+    url: str
+    settings: Settings
+
+    def link(self, status: IntegrationStatus) -> str:
+        """The administrator's link for the step the integration waits for."""
+        action = admin_action(status)
+        assert action is not None, f"no administrator step pending: {status.phase}"
+        return LinkSigner.from_settings(self.settings).url(status.integration_id, action)
+
+
+@contextlib.asynccontextmanager
+async def running_web(h: Harness, **web_settings: Any) -> AsyncIterator[RunningWeb]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    web_update = {"base_url": url, "port": port, "operator_token": SecretStr(OPERATOR_TOKEN), **web_settings}
+    settings = h.settings.model_copy(update={"web": h.settings.web.model_copy(update=web_update)})
+    app = build_app(Control(h.client, settings), LocalSecretStore(settings.data_dir / "secrets", settings.keys))
+    runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=logging.getLogger("web.access"))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield RunningWeb(url, settings)
+    finally:
+        await runner.cleanup()
 
 
 @pytest.fixture
