@@ -22,6 +22,7 @@ CSRF_COOKIE = "yec_csrf"
 SESSION_COOKIE = "yec_session"
 SESSION_LIFETIME_SECONDS = 8 * 3600
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CSRF_KEY = web.RequestKey("yec_csrf", str)
 _LINK_TOKEN = re.compile(r"/a/[^/?\s]+")
 # Only this app's own scripts, styles and forms; never framed.
 CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; form-action 'self' https:"
@@ -29,8 +30,7 @@ CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; form-acti
 
 def csrf_token(request: web.Request) -> str:
     """This browser's CSRF token (a cookie set by the middleware), to put into every form."""
-    token: str = request["csrf"]
-    return token
+    return request[CSRF_KEY]
 
 
 def security_middleware(base_url: str) -> Middleware:
@@ -42,7 +42,7 @@ def security_middleware(base_url: str) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         known = request.cookies.get(CSRF_COOKIE)
-        request["csrf"] = known or secrets.token_urlsafe(24)
+        request[CSRF_KEY] = known or secrets.token_urlsafe(24)
         if request.method == "POST" and not request.path.startswith("/codec/"):
             form = await request.post()
             sent_from = request.headers.get("Origin")
@@ -52,7 +52,7 @@ def security_middleware(base_url: str) -> Middleware:
                 raise web.HTTPForbidden(text="This form was sent from another site.")
         response = await handler(request)
         if not known:
-            response.set_cookie(CSRF_COOKIE, request["csrf"], httponly=True, samesite="Strict", secure=secure)
+            response.set_cookie(CSRF_COOKIE, request[CSRF_KEY], httponly=True, samesite="Strict", secure=secure)
         headers = response.headers
         headers.setdefault(
             "Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self' https:"

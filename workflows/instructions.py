@@ -14,7 +14,7 @@ def redirect_uris_card(integration_id: str) -> InstructionCard:
             "Log in to the PBX web portal, go to Integrations > Collaboration.",
             "Click Integrate beside Microsoft 365.",
             "In the App Registration section, copy the Redirect URI and the Client SSO Redirect URI.",
-            "Submit them with the command below (the SSO one is optional: it enables Linkus SSO).",
+            "Submit them here (the SSO one is optional: it enables Linkus SSO).",
         ],
         commands=[f"{CLI} redirect-uris {integration_id} --redirect-uri 'https://…' --sso-redirect-uri 'https://…'"],
     )
@@ -32,14 +32,14 @@ def connect_pbx_card(
         steps=[
             "Log in to the PBX web portal, go to Integrations > Collaboration, click Integrate beside Microsoft 365.",
             "In App Registration, paste the Application (client) ID and the Directory (tenant) ID below.",
-            "In Certificates & Secrets, paste the client secret into Client Secret (reveal it with the "
-            "first command; it is shown once per command, keep it off screenshots and tickets).",
+            "In Certificates & Secrets, paste the client secret into Client Secret (it is shown once: keep it "
+            "off screenshots and tickets).",
             "Click Save. You are redirected to the Microsoft sign-in page.",
             "Sign in with a Global Administrator account, complete any extra security check, review the "
             "permissions and click Accept (on PBX 84.10.0.30 or later you may tick 'Consent on behalf of "
             "your organization').",
             "Back on the PBX page, click OK. The status should read Connected.",
-            "Then tell this service you are done with the second command.",
+            "Then confirm here that you are done.",
         ],
         values={
             "Application (client) ID": app.client_id,
@@ -76,11 +76,11 @@ def rotation_card(integration_id: str, app: AppIds, new: SecretRef, old: SecretR
     return InstructionCard(
         title="Paste the new client secret into the PBX (rotation)",
         steps=[
-            "Reveal the new client secret with the first command.",
+            "Reveal the new client secret (it is shown once).",
             "PBX web portal > Integrations > Collaboration > Microsoft 365: in Certificates & Secrets, replace "
             "the Client Secret with the new value and click Save.",
             "Sign in with the Global Administrator account again when the PBX redirects you, Accept, then OK.",
-            f"Tell this service with the second command. The old secret ({old.hint}…, expires "
+            f"Confirm here that the PBX has it. The old secret ({old.hint}…, expires "
             f"{old.expires_at:%Y-%m-%d}) keeps working until the PBX is seen using the new one; only then is it "
             "removed.",
         ],
@@ -97,10 +97,10 @@ def cutover_stalled_card(integration_id: str, app: AppIds, new: SecretRef, old: 
     return InstructionCard(
         title="The PBX still signs in with the old client secret: paste the new one and sign in again",
         steps=[
-            "Reveal the new client secret with the first command.",
+            "Reveal the new client secret (it is shown once).",
             "PBX web portal > Integrations > Collaboration > Microsoft 365: in Certificates & Secrets, replace the "
             "Client Secret with the new value, click Save, sign in with the Global Administrator account, Accept, OK.",
-            "Confirm with the second command; the check starts again from then.",
+            "Confirm here again; the check starts over from then.",
             f"The old key ({old.hint}…) stays until the PBX is seen on the new one. It expires "
             f"{old.expires_at:%Y-%m-%d %H:%M} UTC; sync stops then if the PBX still uses it.",
         ],

@@ -12,6 +12,10 @@ GRAPH_RESOURCE = "https://graph.microsoft.com"
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 TENANT_DOMAIN = "contoso-sim.onmicrosoft.com"
 GLOBAL_ADMIN_ROLE_TEMPLATE_ID = "62e90394-69f5-4237-9190-012177145e10"
+# The security group whose members may sign in to the connector's web app (its only seeded member is
+# the admin, seed.ADMIN_UPN); fixed so the web app's allowed-group setting can name it.
+OPERATORS_GROUP_ID = "33333333-3333-4333-8333-333333333333"
+OPERATORS_GROUP_NAME = "PBX connector operators"
 # Epoch of Entra's default app management policy restrictions (apps created before it are exempt).
 POLICY_RESTRICT_FOR_APPS_CREATED_AFTER = "2019-01-01T00:00:00Z"
 

@@ -36,6 +36,8 @@ class EntraSimConfig:
     state_file: Path | None = None
     users: int = 5
     device_code_interval_seconds: int = 5
+    # Every user's password on the simulated sign-in page (/authorize); a test value, guarding nothing real.
+    user_password: str = "sim-password-123"
     # True: token lifetimes follow the simulator clock, so /_sim/clock/advance expires tokens that
     # MSAL (which caches by wall-clock time) still thinks valid; Graph then answers 401. False: tokens
     # expire by wall-clock time, for long clock jumps in workflow tests.

@@ -26,6 +26,11 @@ def sha256_hex(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def mail_nickname(display_name: str) -> str:
+    """A seeded group's mailNickname, also its mailbox's local part: "All Company" → "allcompany"."""
+    return display_name.lower().replace(" ", "")
+
+
 class PasswordCredential(BaseModel):
     key_id: str
     display_name: str | None = None
@@ -140,8 +145,15 @@ class DirectoryUser(BaseModel):
 class DirectoryGroup(BaseModel):
     id: str
     display_name: str
-    mail: str
+    mail: str | None  # None for a security group: it has no mailbox
     description: str
+    # True: a Microsoft 365 group (mail-enabled, groupTypes ["Unified"]); False: a plain security group.
+    unified: bool = True
+    member_ids: list[str] = Field(default_factory=list)  # users' object IDs (direct members)
+
+    @property
+    def mail_nickname(self) -> str:
+        return mail_nickname(self.display_name)
 
 
 class SignIn(BaseModel):
@@ -226,6 +238,7 @@ class EntraState:
         self._users: dict[str, DirectoryUser] = {}
         self._user_by_upn: dict[str, DirectoryUser] = {}
         self._groups: dict[str, DirectoryGroup] = {}
+        self._groups_by_member: dict[str, dict[str, DirectoryGroup]] = {}
         self._sign_ins: deque[SignIn] = deque()
         self._sign_ins_by_app: dict[str, deque[SignIn]] = {}
         # Run-time counters (not persisted).
@@ -364,8 +377,17 @@ class EntraState:
     def groups(self) -> list[DirectoryGroup]:
         return list(self._groups.values())
 
+    def group(self, object_id: str) -> DirectoryGroup | None:
+        return self._groups.get(object_id)
+
+    def member_of(self, member_id: str) -> list[DirectoryGroup]:
+        """The groups ``member_id`` is a direct member of."""
+        return list(self._groups_by_member.get(member_id, {}).values())
+
     def add_group(self, group: DirectoryGroup) -> None:
         self._groups[group.id] = group
+        for member_id in group.member_ids:
+            self._groups_by_member.setdefault(member_id, {})[group.id] = group
         self.touch()
 
     # --- sign-ins -----------------------------------------------------------------------------
