@@ -1,5 +1,6 @@
-# The worker: `python worker.py` against the Temporal service in YEC_TEMPORAL__ADDRESS (see
-# docker-compose.yml). Settings come from the environment only; .env is never copied in.
+# The worker (`python worker.py`, the default) and the web app (`python web.py`) against the Temporal
+# service in YEC_TEMPORAL__ADDRESS (see docker-compose.yml). Settings come from the environment only;
+# .env is never copied in.
 FROM python:3.11.14-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -18,7 +18,7 @@ import pytest
 from common.search_attributes import dev_server_flags
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = {"postgresql", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "worker"}
+SERVICES = {"postgresql", "temporal-schema", "temporal", "temporal-setup", "temporal-ui", "worker", "web"}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,9 @@ def test_images_are_pinned_and_schema_tools_match_the_server(services: dict[str,
     # admin-tools carries the schema of its own release.
     assert images["temporal-schema"] == images["temporal-setup"] == f"temporalio/admin-tools:{version}"
     assert images["temporal-ui"].startswith("temporalio/ui:")
-    assert services["worker"]["build"] == "."
+    # One image, built from here, for the worker and the web app.
+    assert services["worker"]["build"] == services["web"]["build"] == "."
+    assert images["worker"] == images["web"]
 
 
 def test_start_up_order(services: dict[str, Any]) -> None:
@@ -94,6 +96,7 @@ def test_start_up_order(services: dict[str, Any]) -> None:
         "temporal-setup": {"temporal": "service_healthy"},
         "temporal-ui": {"temporal": "service_healthy"},
         "worker": {"temporal": "service_healthy", "temporal-setup": "service_completed_successfully"},
+        "web": {"temporal": "service_healthy", "temporal-setup": "service_completed_successfully"},
     }
     assert {name for name, service in services.items() if "healthcheck" in service} == {"postgresql", "temporal"}
 
@@ -110,12 +113,29 @@ def test_jobs_set_up_both_databases_and_the_codes_search_attributes(services: di
     assert set(re.findall(r"^attribute (\w+) (\w+)$", setup, re.MULTILINE)) == wanted
 
 
-def test_worker_and_published_ports(services: dict[str, Any]) -> None:
-    worker = services["worker"]
+def test_worker_web_app_and_published_ports(services: dict[str, Any]) -> None:
+    worker, web = services["worker"], services["web"]
+    shared = {
+        "YEC_TEMPORAL__ADDRESS": "temporal:7233",
+        "YEC_DATA_DIR": "/data",
+        "YEC_WEB__BASE_URL": "${YEC_WEB__BASE_URL:-http://localhost:8000}",
+    }
 
-    assert worker["env_file"] == ".env"
-    assert worker["environment"] == {"YEC_TEMPORAL__ADDRESS": "temporal:7233", "YEC_DATA_DIR": "/data"}
-    assert worker["volumes"] == ["worker-data:/data"]
+    for service in (worker, web):
+        assert service["env_file"] == ".env"
+        assert service["volumes"] == ["worker-data:/data"]
+    # Cards link to the web app: the worker signs links with the address the web app is reached at.
+    assert worker["environment"] == shared
+    assert web["environment"] == shared | {
+        "YEC_WEB__HOST": "0.0.0.0",
+        "YEC_WEB__PORT": "8000",
+        "YEC_WEB__TEMPORAL_UI_ORIGIN": "http://localhost:8080",
+    }
+    assert web["command"] == ["python", "web.py"]
+    assert web["ports"] == ["127.0.0.1:8000:8000"]
+    ui = services["temporal-ui"]["environment"]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == "${YEC_WEB__BASE_URL:-http://localhost:8000}/codec"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
     ports = [port for service in services.values() for port in service.get("ports", [])]
     assert ports and all(port.startswith("127.0.0.1:") for port in ports)
 
