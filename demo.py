@@ -3,10 +3,12 @@
     make demo            (or: .venv/bin/python demo.py [--keep-running])
 
 Starts the embedded Temporal dev server (SQLite under .data/demo, UI on http://127.0.0.1:8233), both
-simulators and a worker, then drives the operator CLI (starter.py) and plays the administrator at the
-simulated PBX portal for the two human moments. Then a zero-downtime secret rotation, with a reminder
-arriving at a local signed-webhook receiver while the "admin" takes their time. Re-running is safe:
-state is kept under .data/demo; a Connected integration is shown and rotated again.
+simulators, a worker and the web app (http://127.0.0.1:8080), then drives the operator CLI
+(starter.py) and plays the PBX administrator for the two human moments: at the simulated PBX portal,
+and at the service's pages reached by the signed link the operator passes on. Then a zero-downtime
+secret rotation, with a reminder (carrying its own link) arriving at a local signed-webhook receiver
+while the "admin" takes their time. Re-running is safe: state is kept under .data/demo; a Connected
+integration is shown and rotated again.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import shlex
 import signal
 import socket
@@ -27,17 +30,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiohttp import web
-from pydantic import SecretStr
 from temporalio.client import Client
 
 from common.dev_server import dev_server_command
+from common.links import LinkSigner
 from common.settings import load_settings
 from common.temporal import connect, exit_process
-from models.integration import IntegrationStatus, Phase, RotationStage, workflow_id_for
+from models.integration import IntegrationStatus, Phase, RotationStage, admin_action, workflow_id_for
 from notifications.message import Notification
 from notifications.receiver import WebhookReceiver
 from simulators.entra.seed import ADMIN_UPN
-from simulators.human import PortalHuman
+from simulators.human import PortalHuman, WebPagesHuman
 from workflows.integration import IntegrationWorkflow
 
 ROOT = Path(__file__).resolve().parent
@@ -45,6 +48,8 @@ DEMO_DIR = ROOT / ".data" / "demo"
 INTEGRATION = "demo-pbx"
 ADMIN = ADMIN_UPN
 REMINDER_EVERY_SECONDS = 15
+WEB_URL = "http://127.0.0.1:8080"
+TEMPORAL_UI = "http://127.0.0.1:8233"
 # Shared by the demo's webhook receiver and the channel it configures (a demo value, not a secret).
 DEMO_SIGNING_SECRET = "demo-webhook-signing-secret"
 
@@ -83,15 +88,15 @@ def wait_until(what: str, ready: Callable[[], bool], timeout: float = 60.0) -> N
         time.sleep(0.2)
 
 
-def demo_keys() -> str:
-    """A payload/secret-store key for the demo, kept (0600) so re-runs can read earlier state."""
-    key_file = DEMO_DIR / "encryption.key"
-    if not key_file.exists():
+def kept(name: str, make: Callable[[], str]) -> str:
+    """A demo credential kept in .data/demo (0600) so re-runs can read earlier state."""
+    path = DEMO_DIR / name
+    if not path.exists():
         DEMO_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write("demo:" + base64.b64encode(os.urandom(32)).decode())
-    return key_file.read_text().strip()
+            handle.write(make())
+    return path.read_text().strip()
 
 
 def write_shell_env(settings: dict[str, str]) -> Path:
@@ -134,7 +139,7 @@ class Processes:
         return True
 
     def stop_all(self) -> None:
-        """One at a time, the last started first: the worker, then the simulators, then the server."""
+        """One at a time, the last started first: web app and worker, then the simulators, then the server."""
         for name, process in reversed(self._running):
             process.terminate()
             try:
@@ -200,17 +205,28 @@ class Demo:
         env: dict[str, str],
         processes: Processes,
         client: Client,
+        *,
         portal: PortalHuman,
+        pages: WebPagesHuman,
         received: list[Notification],
     ) -> None:
-        self.env, self.processes, self.client, self.portal = env, processes, client, portal
+        self.env, self.processes, self.client, self.portal, self.pages = env, processes, client, portal, pages
         self.received = received  # filled by the webhook receiver
+        self.links = LinkSigner.from_settings(load_settings())
 
     async def wait(self, ready: Callable[[IntegrationStatus], bool], limit: float = 180.0) -> IntegrationStatus:
         return await wait_for(self.client, self.processes, ready, limit)
 
-    async def paste_into_pbx(self, status: IntegrationStatus, secret: SecretStr) -> None:
+    def link_for(self, status: IntegrationStatus) -> str:
+        """The administrator's link `starter.py status` shows the operator, who passes it on."""
+        action = admin_action(status)
+        assert action is not None, f"no administrator step in {status.phase}"
+        return self.links.url(INTEGRATION, action)
+
+    async def paste_into_pbx(self, status: IntegrationStatus, link: str) -> None:
         assert status.app is not None
+        human("opens the link, clicks 'Show the client secret' and copies it (the page shows it this once)")
+        secret = await self.pages.reveal_secret(link)
         human(f"pastes client ID {status.app.client_id}, tenant ID {status.app.tenant_id} and the secret, Save")
         await self.portal.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
         human(f"signs in at Microsoft as {ADMIN}, ticks 'Consent on behalf of your organization', Accept, OK")
@@ -225,22 +241,24 @@ class Demo:
             in_phase(Phase.WAITING_FOR_REDIRECT_URIS, Phase.WAITING_FOR_CONSENT, Phase.CONNECTED, Phase.ROTATING)
         )
         if status.phase == Phase.WAITING_FOR_REDIRECT_URIS:
-            say("Human moment 1 (guide step 1): read the redirect URIs in the PBX portal")
+            say("Human moment 1 (guide step 1): the operator sends the PBX administrator the status's link")
+            cli(env, "status", INTEGRATION)
+            link = self.link_for(status)
             human("PBX portal > Integrations > Collaboration > Microsoft 365 > Integrate > App Registration")
             uris = await self.portal.read_redirect_uris()
             human(f"Redirect URI:            {uris.redirect_uri}")
             human(f"Client SSO Redirect URI: {uris.sso_redirect_uri}")
-            args = ["redirect-uris", INTEGRATION, "--redirect-uri", uris.redirect_uri]
-            cli(env, *args, *(["--sso-redirect-uri", uris.sso_redirect_uri] if uris.sso_redirect_uri else []))
+            human("opens the link, pastes both into the form, 'Submit the redirect URIs'")
+            await self.pages.submit_redirect_uris(link, uris)
             say("Service: register the app, SSO redirect URI, six Graph permissions + admin consent, client secret")
             status = await self.wait(in_phase(Phase.WAITING_FOR_CONSENT, Phase.CONNECTED))
         if status.phase == Phase.WAITING_FOR_CONSENT:
             say("Human moment 2 (guide step 6): paste the credentials into the PBX and sign in")
             cli(env, "status", INTEGRATION)
-            secret = SecretStr(cli(env, "secret", INTEGRATION, "--reveal", capture=True).strip())
-            human(f"$ python starter.py secret {INTEGRATION} --reveal   (value pasted, not shown here)")
-            await self.paste_into_pbx(status, secret)
-            cli(env, "consent", INTEGRATION, "--by", ADMIN)
+            link = self.link_for(status)
+            await self.paste_into_pbx(status, link)
+            human("back on the page: 'I have signed in and the PBX shows Connected'")
+            await self.pages.confirm(link)
             await self.wait(in_phase(Phase.CONNECTED))
         say("Connected")
         cli(env, "status", INTEGRATION)
@@ -263,17 +281,18 @@ class Demo:
         cli(env, "status", INTEGRATION)
         say(f"The admin is busy; a reminder arrives by signed webhook (every {REMINDER_EVERY_SECONDS} s in this demo)")
         started = time.monotonic()
-        while not any(n.kind == "rotation_pending" for n in self.received):
+        while not (reminders := [n for n in self.received if n.kind == "rotation_pending" and n.link]):
             self.processes.check()
             if time.monotonic() - started > 3 * REMINDER_EVERY_SECONDS:
                 raise SystemExit("error: no reminder arrived")
             await asyncio.sleep(0.5)
 
-        say("Human: paste the new secret into the PBX and sign in again")
-        secret = SecretStr(cli(env, "secret", INTEGRATION, "--reveal", "--pending", capture=True).strip())
-        human(f"$ python starter.py secret {INTEGRATION} --reveal --pending   (value pasted, not shown here)")
-        await self.paste_into_pbx(status, secret)
-        cli(env, "pbx-updated", INTEGRATION, "--by", ADMIN)
+        say("Human: open the reminder's link, paste the new secret into the PBX and sign in again")
+        link = reminders[-1].link
+        assert link is not None
+        await self.paste_into_pbx(status, link)
+        human("back on the page: 'I pasted the new secret and signed in again'")
+        await self.pages.confirm(link)
         say("Service: waits for sign-ins with the new key and none with the old, then removes only the old key")
         await self.wait(lambda s: s.rotation is None and s.rotations_completed > done_before)
         cli(env, "status", INTEGRATION)
@@ -287,14 +306,19 @@ async def play(env: dict[str, str], processes: Processes, receiver_port: int) ->
         received.append(notification)
         print(f"    [webhook] {notification.severity.upper()}: {notification.title}", flush=True)
         print(f"    [webhook]   next: {notification.next_action}", flush=True)
+        if notification.link:
+            print(f"    [webhook]   open: {notification.link}", flush=True)
 
     receiver = WebhookReceiver(DEMO_SIGNING_SECRET, on_notification)
     runner = web.AppRunner(receiver.app())
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", receiver_port).start()
     try:
-        async with PortalHuman(env["YEC_YEASTAR__BASE_URL"], Path(env["YEC_ENTRA__CA_BUNDLE"])) as portal:
-            demo = Demo(env, processes, client, portal, received)
+        async with (
+            PortalHuman(env["YEC_YEASTAR__BASE_URL"], Path(env["YEC_ENTRA__CA_BUNDLE"])) as portal,
+            WebPagesHuman.session_for() as session,
+        ):
+            demo = Demo(env, processes, client, portal=portal, pages=WebPagesHuman(session), received=received)
             await demo.onboard()
             await demo.rotate()
             page = await portal.page()
@@ -305,7 +329,9 @@ async def play(env: dict[str, str], processes: Processes, receiver_port: int) ->
             )
     finally:
         await runner.cleanup()
-    say(f"Done: '{INTEGRATION}' is Connected and rotated. Temporal UI: http://127.0.0.1:8233 (while the demo runs)")
+    say(f"Done: '{INTEGRATION}' is Connected and rotated. While the demo runs:")
+    print(f"      Temporal UI       {TEMPORAL_UI}", flush=True)
+    print(f"      operator console  {WEB_URL}/console  (token: .data/demo/operator.token)", flush=True)
 
 
 @contextlib.contextmanager
@@ -328,6 +354,7 @@ def main() -> None:
     for port, owner in (
         (7233, "Temporal"),
         (8233, "Temporal UI"),
+        (8080, "web app"),
         (8443, "Entra simulator"),
         (8444, "Yeastar simulator"),
     ):
@@ -339,7 +366,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         say("Starting the Temporal dev server (SQLite: .data/demo/temporal/temporal.sqlite)")
-        processes.start("temporal", dev_server_command(DEMO_DIR / "temporal"))
+        # The UI decodes payloads through the web app's codec endpoint (for a signed-in operator).
+        processes.start("temporal", dev_server_command(DEMO_DIR / "temporal", codec_endpoint=f"{WEB_URL}/codec"))
         wait_until("the Temporal dev server", lambda: processes.check() and port_open(7233))
 
         say("Starting the Entra ID and Yeastar PBX simulators (HTTPS, local CA)")
@@ -366,7 +394,10 @@ def main() -> None:
         receiver_port = free_port()
         extra = {
             **read_env_file(env_file),
-            "YEC_ENCRYPTION_KEYS": demo_keys(),
+            "YEC_ENCRYPTION_KEYS": kept("encryption.key", lambda: "demo:" + base64.b64encode(os.urandom(32)).decode()),
+            "YEC_WEB__BASE_URL": WEB_URL,
+            "YEC_WEB__OPERATOR_TOKEN": kept("operator.token", lambda: secrets.token_urlsafe(24)),
+            "YEC_WEB__TEMPORAL_UI_ORIGIN": TEMPORAL_UI,
             "YEC_DATA_DIR": str(DEMO_DIR / "service"),
             "YEC_LOG_FORMAT": "json",
             # Demo pace: reminders every few seconds, a quick cut-over check, reminders to a local webhook.
@@ -385,8 +416,10 @@ def main() -> None:
             ),
         }
         with environment(extra) as env:
-            say("Starting the worker")
+            say("Starting the worker and the web app")
             processes.start("worker", [sys.executable, str(ROOT / "worker.py")], env)
+            processes.start("web", [sys.executable, str(ROOT / "web.py")], env)
+            wait_until("the web app", lambda: processes.check() and port_open(8080))
             asyncio.run(play(env, processes, receiver_port))
             if args.keep_running:
                 shell_env = write_shell_env({name: value for name, value in extra.items() if name.startswith("YEC_")})
@@ -398,7 +431,7 @@ def main() -> None:
                         processes.check()
                         time.sleep(1)
     finally:
-        say("Stopping the worker, simulators and dev server")
+        say("Stopping the web app, worker, simulators and dev server")
         processes.stop_all()
 
 

@@ -30,7 +30,14 @@ def test_server_binary() -> Path:
     return Path(found)
 
 
-def dev_server_command(data_dir: Path, *, port: int = 7233, ui_port: int = 8233, headless: bool = False) -> list[str]:
+def dev_server_command(
+    data_dir: Path,
+    *,
+    port: int = 7233,
+    ui_port: int = 8233,
+    headless: bool = False,
+    codec_endpoint: str | None = None,
+) -> list[str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [
         str(temporal_cli()),
@@ -50,4 +57,7 @@ def dev_server_command(data_dir: Path, *, port: int = 7233, ui_port: int = 8233,
         "journal_mode=wal",
         *search_attributes.dev_server_flags(),
     ]
-    return command + (["--headless"] if headless else ["--ui-port", str(ui_port), "--ui-disable-news-fetch"])
+    if headless:
+        return [*command, "--headless"]
+    codec = ["--ui-codec-endpoint", codec_endpoint] if codec_endpoint else []
+    return [*command, "--ui-port", str(ui_port), "--ui-disable-news-fetch", *codec]

@@ -1,8 +1,10 @@
-"""Plays the administrator at the (simulated) PBX portal: the demo, the tests and the benchmarks use it
-for the two human moments of the vendor's guide (steps 1 and 6)."""
+"""Plays the administrator at the (simulated) PBX portal, and at this service's own web pages: the
+demo, the tests and the benchmarks use them for the two human moments of the vendor's guide (steps 1
+and 6) and for a rotation's paste."""
 
 from __future__ import annotations
 
+import re
 import ssl
 from pathlib import Path
 from types import TracebackType
@@ -17,6 +19,63 @@ from simulators.yeastar.portal import PORTAL_PATH
 
 class PortalError(Exception):
     pass
+
+
+_CSRF = re.compile(r'name=csrf value="([^"]+)"')
+_SECRET = re.compile(r'id="client-secret" value="([^"]+)"')
+_NOTICE = re.compile(r'<p class="?(?:notice|error)[^>]*>([^<]+)')
+
+
+class WebPagesHuman:
+    """The PBX administrator at the links the service sends, as a browser would: cookies kept, forms
+    posted with the page's CSRF token."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    @classmethod
+    def session_for(cls) -> aiohttp.ClientSession:
+        # unsafe=True: keep cookies from an IP-address host (127.0.0.1), as browsers do.
+        return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def get(self, url: str) -> tuple[int, str, Any]:
+        async with self.session.get(url) as response:
+            return response.status, await response.text(), response.headers
+
+    async def submit(self, page_url: str, action: str, **fields: str) -> tuple[int, str, Any]:
+        """GET the page, then POST the form at ``action`` with its CSRF token and ``fields``."""
+        status, html, _ = await self.get(page_url)
+        token = _CSRF.search(html)
+        if token is None:
+            raise PortalError(f"no form on the page ({status}): {_said(html)}")
+        async with self.session.post(action, data={"csrf": token.group(1), **fields}) as response:
+            return response.status, await response.text(), response.headers
+
+    async def submit_redirect_uris(self, link: str, uris: RedirectUris) -> None:
+        """Step 1 on the service's page: the two URIs read in the PBX portal."""
+        fields = {"redirect_uri": uris.redirect_uri, "sso_redirect_uri": uris.sso_redirect_uri or ""}
+        status, html, _ = await self.submit(link, f"{link}/redirect-uris", **fields)
+        if status != 200:
+            raise PortalError(f"the page refused the redirect URIs ({status}): {_said(html)}")
+
+    async def reveal_secret(self, link: str) -> SecretStr:
+        """Click "Show the client secret" and copy it."""
+        status, html, _ = await self.submit(link, f"{link}/reveal")
+        shown = _SECRET.search(html)
+        if shown is None:
+            raise PortalError(f"the page showed no secret ({status}): {_said(html)}")
+        return SecretStr(shown.group(1))
+
+    async def confirm(self, link: str) -> None:
+        """The page's confirmation button: signed in and Connected, or the new secret pasted."""
+        status, html, _ = await self.submit(link, f"{link}/confirm")
+        if status != 200:
+            raise PortalError(f"the confirmation was refused ({status}): {_said(html)}")
+
+
+def _said(html: str) -> str:
+    notice = _NOTICE.search(html)
+    return notice.group(1).strip() if notice else html[:200]
 
 
 class PortalHuman:

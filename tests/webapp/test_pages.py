@@ -9,7 +9,6 @@ import io
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
 import pytest
@@ -21,12 +20,11 @@ from common.links import LinkSigner
 from common.logging import configure_logging
 from models.integration import AdminAction, Phase, Step, StepState
 from simulators.entra.seed import ADMIN_UPN
-from simulators.human import PortalHuman
+from simulators.human import PortalHuman, WebPagesHuman
 from tests.conftest import OPERATOR_TOKEN, Harness, RunningWeb, running_web, wait_for_phase, wait_until
 from tests.workflows.test_onboarding import portal_redirect_uris
 
 pytestmark = pytest.mark.devserver
-CSRF = re.compile(r'name=csrf value="([^"]+)"')
 
 
 @pytest.fixture
@@ -35,33 +33,15 @@ async def site(dev: Harness) -> AsyncIterator[RunningWeb]:
         yield running
 
 
-class Browser:
-    """A cookie-keeping HTTP client that fills in forms the way a browser would."""
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-
-    async def get(self, url: str) -> tuple[int, str, Any]:
-        async with self.session.get(url) as response:
-            return response.status, await response.text(), response.headers
-
-    async def submit(self, page_url: str, action: str, **fields: str) -> tuple[int, str, Any]:
-        """GET the page, then POST the form at ``action`` with its CSRF token and ``fields``."""
-        _, html, _ = await self.get(page_url)
-        token = CSRF.search(html)
-        assert token is not None, html
-        async with self.session.post(action, data={"csrf": token.group(1), **fields}) as response:
-            return response.status, await response.text(), response.headers
-
-
 @pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    # unsafe=True: keep cookies from an IP-address host (127.0.0.1), as browsers do.
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        yield Browser(session)
+async def browser() -> AsyncIterator[WebPagesHuman]:
+    async with WebPagesHuman.session_for() as session:
+        yield WebPagesHuman(session)
 
 
-async def test_onboarding_through_the_administrators_pages(dev: Harness, site: RunningWeb, browser: Browser) -> None:
+async def test_onboarding_through_the_administrators_pages(
+    dev: Harness, site: RunningWeb, browser: WebPagesHuman
+) -> None:
     captured = io.StringIO()
     configure_logging("INFO", "json", captured)
     async with dev.worker():
@@ -110,7 +90,7 @@ async def test_onboarding_through_the_administrators_pages(dev: Harness, site: R
 
 
 async def test_a_link_works_only_for_its_integration_step_and_time(
-    dev: Harness, site: RunningWeb, browser: Browser
+    dev: Harness, site: RunningWeb, browser: WebPagesHuman
 ) -> None:
     async with dev.worker():
         handle = await dev.start(dev.onboard_input("links"))
@@ -140,7 +120,7 @@ async def test_a_link_works_only_for_its_integration_step_and_time(
 
 
 async def test_console_signs_in_with_the_token_lists_and_retries(
-    dev: Harness, site: RunningWeb, browser: Browser
+    dev: Harness, site: RunningWeb, browser: WebPagesHuman
 ) -> None:
     dev.sims.entra.state.policy.password_addition_blocked = True
     async with dev.worker():
@@ -162,7 +142,7 @@ async def test_console_signs_in_with_the_token_lists_and_retries(
         await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
 
 
-async def _eventually_in_table(browser: Browser, site: RunningWeb, integration_id: str) -> str:
+async def _eventually_in_table(browser: WebPagesHuman, site: RunningWeb, integration_id: str) -> str:
     for _ in range(50):
         _, html, _ = await browser.get(f"{site.url}/console?phase=Blocked")
         if f"row-{integration_id}" in html:
