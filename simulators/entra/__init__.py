@@ -1,11 +1,12 @@
 """Microsoft Entra ID + Microsoft Graph simulator (HTTPS, aiohttp)."""
 
-from simulators.entra.catalog import GRAPH_APP_ID, PROVISIONING_APP_ID, SIM_TENANT_ID
+from simulators.entra.catalog import GRAPH_APP_ID, OPERATORS_GROUP_ID, PROVISIONING_APP_ID, SIM_TENANT_ID
 from simulators.entra.config import EntraSimConfig
 from simulators.entra.server import EntraSimulator, start_entra_simulator
 
 __all__ = [
     "GRAPH_APP_ID",
+    "OPERATORS_GROUP_ID",
     "PROVISIONING_APP_ID",
     "SIM_TENANT_ID",
     "EntraSimConfig",

@@ -1,6 +1,6 @@
 """``/_sim`` admin API (no auth, never under /v1.0): inspect state, move the clock, set faults, age the
-provisioning identity's credential, and play the human steps (interactive admin consent, device code
-approval)."""
+provisioning identity's credential, register a web app for user sign-in, and play the human steps
+(interactive admin consent, device code approval)."""
 
 from __future__ import annotations
 
@@ -12,27 +12,34 @@ from typing import Any
 from aiohttp import web
 
 from simulators.clock import OffsetClock
+from simulators.entra.authorize import html_page
 from simulators.entra.config import FAULT_FIELDS
 from simulators.entra.context import NOW_KEY, SimContext, new_id, sim_of
 from simulators.entra.directory import (
     application_json,
     assignment_json,
+    create_application,
     create_service_principal,
     grant_json,
     group_json,
     new_key_credential,
+    new_password_credential,
+    new_secret_value,
     record_sign_in,
     service_principal_json,
     sign_in_json,
     user_json,
 )
-from simulators.entra.errors import AdminError
+from simulators.entra.errors import AdminError, GraphError
 from simulators.entra.seed import ADMIN_UPN, provisioning_credentials
 from simulators.entra.state import Application, DirectoryUser, PermissionGrant, iso
+from simulators.entra.validation import validate_application
 
 Json = dict[str, Any]
 # /_sim/state lists only the newest sign-ins; the full log is in the state file.
 STATE_SIGN_IN_LIMIT = 500
+WEB_APP_SECRET_LIFETIME = timedelta(days=730)  # the longest the portal offers
+_DEVICE_PAGE_TITLE = "Entra simulator sign-in"
 
 
 async def _body(request: web.Request) -> Json:
@@ -242,24 +249,54 @@ async def approve_device(request: web.Request) -> web.Response:
     user = _user_or_404(ctx, body.get("userPrincipalName"))
     flow.approved_user_id = user.id
     if from_form:
-        return web.Response(
-            text=_page(f"Signed in as {user.user_principal_name}. You can close this window."), content_type="text/html"
-        )
+        signed_in = f"Signed in as {user.user_principal_name}. You can close this window."
+        return html_page(_DEVICE_PAGE_TITLE, f"<p>{html.escape(signed_in)}</p>")
     return web.json_response({"approved": True, "userPrincipalName": user.user_principal_name})
-
-
-def _page(content: str) -> str:
-    return f"<!doctype html><title>Entra simulator sign-in</title><p>{html.escape(content)}</p>"
 
 
 async def device_login_page(request: web.Request) -> web.Response:
     form = (
-        "<!doctype html><title>Entra simulator sign-in</title><h1>Enter code</h1>"
-        '<form method="post" action="/_sim/device/approve"><input name="user_code" autofocus>'
+        '<h1>Enter code</h1><form method="post" action="/_sim/device/approve"><input name="user_code" autofocus>'
         f'<input type="hidden" name="userPrincipalName" value="{html.escape(ADMIN_UPN)}">'
         "<button>Sign in as Global Administrator</button></form>"
     )
-    return web.Response(text=form, content_type="text/html")
+    return html_page(_DEVICE_PAGE_TITLE, form)
+
+
+async def create_web_app(request: web.Request) -> web.Response:
+    """Register a web app that signs users in with the authorization code flow, as an admin would in the
+    portal. Body ``{"displayName": str, "redirectUris": [str, ...]}`` (https, or http on a loopback host);
+    answers 201 ``{"appId", "id", "secret"}`` (``id``: the application's object ID; ``secret``: a client
+    secret's value, shown only here, valid two years).
+
+    The app is single-tenant, its Web redirect URIs are ``redirectUris``, it has a service principal, and
+    its ``groupMembershipClaims`` is "SecurityGroup", so ID tokens list the user's groups (Entra adds no
+    groups claim without it). Everything is dated back by the replication delay: usable at once."""
+    ctx, now = sim_of(request), request[NOW_KEY]
+    body = await _body(request)
+    name, uris = body.get("displayName"), body.get("redirectUris")
+    if not isinstance(name, str) or not isinstance(uris, list) or not uris:
+        raise AdminError(400, "displayName (a string) and redirectUris (a non-empty list) are required")
+    props: Json = {
+        "displayName": name,
+        "signInAudience": "AzureADMyOrg",
+        "web": {"redirectUris": uris},
+        "groupMembershipClaims": "SecurityGroup",
+    }
+    try:
+        validate_application(ctx, props, existing=None)
+    except GraphError as exc:
+        reasons = [detail["target"] for detail in exc.details or ()]
+        raise AdminError(400, " ".join([exc.message, *reasons])) from None
+    ready = now - timedelta(seconds=ctx.config.replication_delay_seconds)
+    app = create_application(ctx, props, ready, owners=[])
+    create_service_principal(ctx, app, ready)
+    secret = new_secret_value()
+    app.password_credentials.append(
+        new_password_credential(secret, "simulator web app secret", ready, now + WEB_APP_SECRET_LIFETIME, ready)
+    )
+    ctx.state.touch()
+    return web.json_response({"appId": app.app_id, "id": app.id, "secret": secret}, status=201)
 
 
 async def add_certificate(request: web.Request) -> web.Response:
@@ -324,6 +361,7 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_post("/_sim/policy", set_policy)
     r.add_post("/_sim/license", set_license)
     r.add_post("/_sim/device/approve", approve_device)
+    r.add_post("/_sim/apps", create_web_app)
     r.add_post("/_sim/apps/{app_id}/certificates", add_certificate)
     r.add_post("/_sim/provisioning-credential", set_provisioning_credential)
     r.add_get("/devicelogin", device_login_page)

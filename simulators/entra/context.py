@@ -15,6 +15,8 @@ from simulators.entra.config import EntraSimConfig
 from simulators.entra.state import EntraState, ServicePrincipal
 
 DEVICE_CODE_LIFETIME_SECONDS = 900
+# Entra's authorization codes live about 10 minutes (v2-oauth2-auth-code-flow).
+AUTHORIZATION_CODE_LIFETIME = timedelta(minutes=10)
 
 
 @dataclass
@@ -28,6 +30,21 @@ class DeviceAuthorization:
 
 
 @dataclass
+class AuthorizationCode:
+    """An issued authorization code and what its redemption must match."""
+
+    client_id: str
+    redirect_uri: str
+    scopes: list[str]
+    user_id: str
+    nonce: str | None
+    code_challenge: str | None  # None: the authorization request used no PKCE
+    code_challenge_method: str  # "S256" or "plain"
+    expires: datetime
+    redeemed: bool = False
+
+
+@dataclass
 class SimContext:
     config: EntraSimConfig
     state: EntraState
@@ -37,6 +54,8 @@ class SimContext:
     # Pending device-code sign-ins by device_code and by user_code (short-lived, not persisted).
     devices: dict[str, DeviceAuthorization] = field(default_factory=dict)
     devices_by_user_code: dict[str, DeviceAuthorization] = field(default_factory=dict)
+    # Authorization codes by value (short-lived, not persisted); redeemed ones stay until they expire.
+    authorization_codes: dict[str, AuthorizationCode] = field(default_factory=dict)
 
     async def now(self) -> datetime:
         return await self.clock.now()
@@ -51,6 +70,11 @@ class SimContext:
 
     def is_tenant(self, segment: str) -> bool:
         return segment.lower() in (self.config.tenant_id.lower(), TENANT_DOMAIN)
+
+    @property
+    def issuer(self) -> str:
+        """The v2.0 issuer: in the discovery document and every ID token's ``iss``."""
+        return f"{self.base_url}/{self.config.tenant_id}/v2.0"
 
     @property
     def token_endpoint(self) -> str:

@@ -53,11 +53,19 @@ _DEFAULT_APP_PROPS: Json = {
     "publicClient": {"redirectUris": []},
     "appRoles": [],
     "optionalClaims": None,
+    "groupMembershipClaims": None,
 }
 # Properties a client may send in POST/PATCH /applications.
 WRITABLE_APP_PROPERTIES = frozenset(_DEFAULT_APP_PROPS)
 
 _SECRET_ALPHABET = string.ascii_letters + string.digits + "-._~"
+
+# Values of an application's groupMembershipClaims (Graph accepts a comma-separated combination).
+GROUP_MEMBERSHIP_CLAIMS = frozenset({"None", "SecurityGroup", "DirectoryRole", "ApplicationGroup", "All"})
+# The values under which Entra lists the user's groups in the ``groups`` claim. Every simulated group is
+# security-enabled, so both list all of the user's groups; "DirectoryRole" and "ApplicationGroup" (groups
+# assigned to the app) are not simulated and add no groups claim.
+_GROUPS_IN_TOKENS = frozenset({"SecurityGroup", "All"})
 
 
 def new_secret_value() -> str:
@@ -158,6 +166,20 @@ def graph_roles_of(ctx: SimContext, sp: ServicePrincipal) -> list[str]:
     return sorted(values)
 
 
+def group_membership_claims(value: object) -> frozenset[str]:
+    """The parts of a groupMembershipClaims value ("SecurityGroup", "SecurityGroup, DirectoryRole", None)."""
+    return frozenset(part.strip() for part in str(value or "").split(",") if part.strip())
+
+
+def groups_claim(ctx: SimContext, client_id: str, user: DirectoryUser) -> list[str] | None:
+    """The ``groups`` claim of ``user``'s tokens for ``client_id``: the object IDs of the user's groups,
+    or None (no claim) unless the app's groupMembershipClaims asks for them, as in Entra."""
+    app = ctx.state.application_by_app_id(client_id)
+    if app is None or not group_membership_claims(app.props.get("groupMembershipClaims")) & _GROUPS_IN_TOKENS:
+        return None
+    return sorted(g.id for g in ctx.state.member_of(user.id))
+
+
 def record_sign_in(ctx: SimContext, now: datetime, *, correlation_id: str, **fields: Any) -> SignIn:
     """``correlation_id``: the token request's ``client-request-id`` (how a client finds its own sign-ins)."""
     sign_in = SignIn(id=new_id(), created=now, correlation_id=correlation_id, **fields)
@@ -245,11 +267,16 @@ def group_json(g: DirectoryGroup) -> Json:
         "displayName": g.display_name,
         "description": g.description,
         "mail": g.mail,
-        "mailEnabled": True,
-        "mailNickname": g.mail.split("@")[0],
+        "mailEnabled": g.unified,
+        "mailNickname": g.mail_nickname,
         "securityEnabled": True,
-        "groupTypes": ["Unified"],
+        "groupTypes": ["Unified"] if g.unified else [],
     }
+
+
+def member_json(u: DirectoryUser) -> Json:
+    """A user in a directoryObject collection (``/groups/{id}/members``)."""
+    return {"@odata.type": "#microsoft.graph.user", **user_json(u)}
 
 
 def sign_in_json(s: SignIn) -> Json:

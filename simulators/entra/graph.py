@@ -25,6 +25,7 @@ from simulators.entra.directory import (
     create_service_principal,
     grant_json,
     group_json,
+    member_json,
     new_password_credential,
     new_secret_value,
     service_principal_json,
@@ -48,6 +49,7 @@ ASSIGNMENT_READ = APP_READ | {"AppRoleAssignment.ReadWrite.All"}
 ASSIGNMENT_WRITE = frozenset({"AppRoleAssignment.ReadWrite.All"})
 USER_READ = frozenset({"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"})
 GROUP_READ = frozenset({"Group.Read.All", "Group.ReadWrite.All", "Directory.Read.All"})
+GROUP_MEMBER_READ = GROUP_READ | {"GroupMember.Read.All"}
 GRANT_READ = frozenset({"Directory.Read.All", "DelegatedPermissionGrant.ReadWrite.All"})
 POLICY_READ = frozenset({"Policy.Read.All"})
 AUDIT_READ = frozenset({"AuditLog.Read.All"})
@@ -426,6 +428,17 @@ async def list_groups(request: web.Request) -> web.Response:
     return collection(request, ctx.base_url, "groups", ctx.state.groups(), group_json, clauses=clauses)
 
 
+async def list_group_members(request: web.Request) -> web.Response:
+    _require(request, GROUP_MEMBER_READ)
+    ctx = sim_of(request)
+    key = request.match_info["id"]
+    group = ctx.state.group(key)
+    if group is None:
+        raise not_found(key)
+    members = [u for u in map(ctx.state.user, group.member_ids) if u is not None]
+    return collection(request, ctx.base_url, "directoryObjects", members, member_json)
+
+
 async def list_permission_grants(request: web.Request) -> web.Response:
     _require(request, GRANT_READ)
     ctx = sim_of(request)
@@ -550,6 +563,7 @@ def add_graph_routes(app: web.Application) -> None:
     r.add_get("/v1.0/users", list_users)
     r.add_get("/v1.0/users/{id}", get_user)
     r.add_get("/v1.0/groups", list_groups)
+    r.add_get("/v1.0/groups/{id}/members", list_group_members)
     r.add_get("/v1.0/oauth2PermissionGrants", list_permission_grants)
     r.add_get("/v1.0/policies/defaultAppManagementPolicy", get_app_management_policy)
     r.add_get("/beta/auditLogs/signIns", list_sign_ins)

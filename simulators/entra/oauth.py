@@ -1,14 +1,18 @@
 """Login endpoints: OIDC discovery, the v2.0 token endpoint (client credentials with a secret or a
-certificate assertion, device code, refresh token) and the device code endpoint.
+certificate assertion, authorization code with PKCE, device code, refresh token) and the device code
+endpoint. The browser leg of the authorization code flow is in authorize.py.
 
 Errors carry Entra's AADSTS numbers, e.g. 7000215 (wrong or not yet replicated secret), 7000222
 (expired secret), 700027 (certificate unknown, expired or signature invalid), 700016 (unknown client),
-90002 (unknown tenant).
+90002 (unknown tenant), 54005 / 70008 / 500112 / 501481 (code redeemed / expired / other redirect URI /
+wrong PKCE verifier).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import secrets
 import string
 from datetime import UTC, datetime, timedelta
@@ -30,6 +34,7 @@ from simulators.entra.context import (
     CORRELATION_ID_KEY,
     DEVICE_CODE_LIFETIME_SECONDS,
     NOW_KEY,
+    AuthorizationCode,
     DeviceAuthorization,
     SimContext,
     sim_of,
@@ -45,6 +50,7 @@ from simulators.entra.tokens import (
     issue_user_tokens,
 )
 
+GRANT_AUTHORIZATION_CODE = "authorization_code"
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 GRANT_REFRESH_TOKEN = "refresh_token"
@@ -54,7 +60,7 @@ ASSERTION_LEEWAY_SECONDS = 300
 _USER_CODE_ALPHABET = string.ascii_uppercase + string.digits
 
 
-def _tenant(request: web.Request, error: str = "invalid_request") -> None:
+def check_tenant(request: web.Request, error: str = "invalid_request") -> None:
     tenant = request.match_info["tenant"]
     if not sim_of(request).is_tenant(tenant):
         raise OAuthError(
@@ -67,12 +73,12 @@ def _tenant(request: web.Request, error: str = "invalid_request") -> None:
 
 
 async def openid_configuration(request: web.Request) -> web.Response:
-    _tenant(request, error="invalid_tenant")
+    check_tenant(request, error="invalid_tenant")
     ctx = sim_of(request)
     base, tenant = ctx.base_url, ctx.config.tenant_id
     return web.json_response(
         {
-            "issuer": f"{base}/{tenant}/v2.0",
+            "issuer": ctx.issuer,
             "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
             "token_endpoint": ctx.token_endpoint,
             "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
@@ -98,7 +104,7 @@ async def openid_configuration(request: web.Request) -> web.Response:
 
 
 async def jwks(request: web.Request) -> web.Response:
-    _tenant(request, error="invalid_tenant")
+    check_tenant(request, error="invalid_tenant")
     # Tokens are HS256 with a private key: there is no public key to publish.
     return web.json_response({"keys": []})
 
@@ -125,11 +131,15 @@ def _is_graph_default_scope(ctx: SimContext, scope: str) -> bool:
     return suffix == ".default" and resource.rstrip("/") in (GRAPH_RESOURCE, GRAPH_APP_ID, ctx.base_url)
 
 
-def _client(ctx: SimContext, client_id: str) -> Application:
+def missing_parameter(name: str) -> OAuthError:
+    return OAuthError(
+        400, "invalid_request", 900144, f"The request body must contain the following parameter: '{name}'."
+    )
+
+
+def client_app(ctx: SimContext, client_id: str) -> Application:
     if not client_id:
-        raise OAuthError(
-            400, "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
-        )
+        raise missing_parameter("client_id")
     app = ctx.state.application_by_app_id(client_id)
     if app is None:
         raise OAuthError(
@@ -226,9 +236,42 @@ def _check_assertion(ctx: SimContext, app: Application, assertion: str, now: dat
     return key
 
 
+def _has_credential(form: Any) -> bool:
+    return bool(form.get("client_assertion") or form.get("client_secret"))
+
+
+def _authenticate_client(
+    ctx: SimContext, app: Application, form: Any, now: datetime, *, missing: OAuthError
+) -> dict[str, str]:
+    """Check a confidential client's secret or certificate assertion (``missing``: the error when it sent
+    neither); returns the credential's sign-in log fields."""
+    if form.get("client_assertion"):
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise OAuthError(400, "invalid_request", 50027, "Invalid client_assertion_type.")
+        key = _check_assertion(ctx, app, str(form["client_assertion"]), now)
+        return {
+            "credential_key_id": key.key_id,
+            "credential_type": "certificate",
+            "credential_thumbprint": key.sha1_thumbprint,
+        }
+    if form.get("client_secret"):
+        password = _check_secret(ctx, app, str(form["client_secret"]), now)
+        return {"credential_key_id": password.key_id, "credential_type": "clientSecret"}
+    raise missing
+
+
+def _credential_required() -> OAuthError:
+    return OAuthError(
+        401,
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    )
+
+
 async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]:
     ctx, now = sim_of(request), request[NOW_KEY]
-    app = _client(ctx, str(form.get("client_id", "")))
+    app = client_app(ctx, str(form.get("client_id", "")))
     scopes = _scopes(form)
     if len(scopes) != 1 or not scopes[0].endswith("/.default"):
         raise OAuthError(
@@ -256,25 +299,18 @@ async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]
     sp = ctx.state.service_principal_by_app_id(app.app_id)
     sign_in["service_principal_id"] = sp.id if sp else None
     try:
-        if form.get("client_assertion"):
-            if form.get("client_assertion_type") != ASSERTION_TYPE:
-                raise OAuthError(400, "invalid_request", 50027, "Invalid client_assertion_type.")
-            key = _check_assertion(ctx, app, str(form["client_assertion"]), now)
-            credential: dict[str, str] = {
-                "credential_key_id": key.key_id,
-                "credential_type": "certificate",
-                "credential_thumbprint": key.sha1_thumbprint,
-            }
-        elif form.get("client_secret"):
-            password = _check_secret(ctx, app, str(form["client_secret"]), now)
-            credential = {"credential_key_id": password.key_id, "credential_type": "clientSecret"}
-        else:
-            raise OAuthError(
+        credential = _authenticate_client(
+            ctx,
+            app,
+            form,
+            now,
+            missing=OAuthError(
                 401,
                 "invalid_client",
                 7000216,
                 "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.",
-            )
+            ),
+        )
         if sp is None:
             raise OAuthError(
                 400,
@@ -297,14 +333,9 @@ def _public_client(ctx: SimContext, client_id: str) -> str:
     """The display name of a client allowed to run public flows, else the error Entra gives."""
     if client_id in WELL_KNOWN_PUBLIC_CLIENTS:
         return WELL_KNOWN_PUBLIC_CLIENTS[client_id]
-    app = _client(ctx, client_id)
+    app = client_app(ctx, client_id)
     if not app.props.get("isFallbackPublicClient"):
-        raise OAuthError(
-            401,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        )
+        raise _credential_required()
     return app.display_name
 
 
@@ -366,11 +397,78 @@ async def _refresh_token_grant(request: web.Request, form: Any) -> dict[str, Any
     user = ctx.state.user(str(claims.get("sub", "")))
     if claims.get("client_id") != client_id or user is None:
         raise OAuthError(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
-    client_name = _public_client(ctx, client_id)
+    if _has_credential(form):  # a confidential client (e.g. a web app) refreshing what its code gave it
+        app = client_app(ctx, client_id)
+        _authenticate_client(ctx, app, form, now, missing=_credential_required())
+        client_name = app.display_name
+    else:
+        client_name = _public_client(ctx, client_id)
     return _user_tokens(request, client_id, user, str(claims["scp"]).split(), client_name, interactive=False)
 
 
+def _pkce_matches(code: AuthorizationCode, verifier: str) -> bool:
+    if code.code_challenge is None:
+        return True
+    if code.code_challenge_method == "S256":
+        digest = hashlib.sha256(verifier.encode()).digest()
+        verifier = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return hmac.compare_digest(verifier.encode(), code.code_challenge.encode())
+
+
+async def _authorization_code_grant(request: web.Request, form: Any) -> dict[str, Any]:
+    """Redeem a code from /authorize (authorize.py). The sign-in was logged there, not here."""
+    ctx, now = sim_of(request), request[NOW_KEY]
+    app = client_app(ctx, str(form.get("client_id", "")))
+    _authenticate_client(ctx, app, form, now, missing=_credential_required())
+    value = str(form.get("code", ""))
+    if not value:
+        raise missing_parameter("code")
+    code = ctx.authorization_codes.get(value)
+    if code is None:
+        raise OAuthError(400, "invalid_grant", 9002313, "Invalid request. Request is malformed or invalid.")
+    if code.client_id != app.app_id:
+        raise OAuthError(400, "invalid_grant", 70000, "Provided grant is invalid or malformed.")
+    if code.redeemed:
+        raise OAuthError(
+            400,
+            "invalid_grant",
+            54005,
+            "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an "
+            "existing refresh token.",
+        )
+    if now > code.expires:
+        raise OAuthError(
+            400,
+            "invalid_grant",
+            70008,
+            "The provided authorization code or refresh token has expired due to inactivity. Send a new "
+            "interactive authorization request for this user and resource.",
+        )
+    redirect_uri = str(form.get("redirect_uri", ""))
+    if redirect_uri != code.redirect_uri:
+        raise OAuthError(
+            400,
+            "invalid_grant",
+            500112,
+            f"The reply address '{redirect_uri}' does not match the reply address '{code.redirect_uri}' "
+            "provided when requesting Authorization code.",
+        )
+    if not _pkce_matches(code, str(form.get("code_verifier", ""))):
+        raise OAuthError(
+            400,
+            "invalid_grant",
+            501481,
+            "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+        )
+    code.redeemed = True
+    user = ctx.state.user(code.user_id)
+    if user is None:
+        raise OAuthError(400, "invalid_grant", 70000, "The signed-in user no longer exists.")
+    return issue_user_tokens(ctx, app.app_id, user, _graph_scope_names(code.scopes), now, nonce=code.nonce)
+
+
 _GRANTS = {
+    GRANT_AUTHORIZATION_CODE: _authorization_code_grant,
     GRANT_CLIENT_CREDENTIALS: _client_credentials,
     GRANT_DEVICE_CODE: _device_code_grant,
     GRANT_REFRESH_TOKEN: _refresh_token_grant,
@@ -378,7 +476,7 @@ _GRANTS = {
 
 
 async def token(request: web.Request) -> web.Response:
-    _tenant(request)
+    check_tenant(request)
     form = await request.post()
     grant_type = str(form.get("grant_type", ""))
     grant = _GRANTS.get(grant_type)
@@ -390,12 +488,12 @@ async def token(request: web.Request) -> web.Response:
 
 
 async def devicecode(request: web.Request) -> web.Response:
-    _tenant(request)
+    check_tenant(request)
     ctx, now = sim_of(request), request[NOW_KEY]
     form = await request.post()
     client_id = str(form.get("client_id", ""))
     if client_id not in WELL_KNOWN_PUBLIC_CLIENTS:
-        _client(ctx, client_id)
+        client_app(ctx, client_id)
     user_code = "".join(secrets.choice(_USER_CODE_ALPHABET) for _ in range(9))
     flow = DeviceAuthorization(
         device_code=secrets.token_urlsafe(48),

@@ -9,6 +9,8 @@ from typing import NamedTuple
 from simulators.entra.catalog import (
     GRAPH_APP_ID,
     MICROSOFT_TENANT_ID,
+    OPERATORS_GROUP_ID,
+    OPERATORS_GROUP_NAME,
     ROLE_BY_VALUE,
     TENANT_DOMAIN,
     graph_app_roles_json,
@@ -30,6 +32,7 @@ from simulators.entra.state import (
     KeyCredential,
     PasswordCredential,
     ServicePrincipal,
+    mail_nickname,
 )
 from simulators.entra.tokens import new_signing_key
 
@@ -41,7 +44,12 @@ PROVISIONING_SECRET_NAME = "simulator provisioning secret"
 _FIRST = ["Adele", "Alex", "Diego", "Grady", "Isaiah", "Johanna", "Lee", "Lidia", "Megan", "Nestor"]
 _LAST = ["Vance", "Wilber", "Siciliani", "Archie", "Langer", "Lorenz", "Gu", "Holloway", "Bowen", "Wilke"]
 _JOBS = ["Sales Manager", "Support Engineer", "Marketing Assistant", "Developer", "Office Manager"]
-_GROUPS = [("Sales", "Sales team"), ("Support", "Customer support"), ("All Company", "Everyone")]
+# Seeded Microsoft 365 groups: name, description, the job titles of its members (None: everyone).
+_GROUPS: list[tuple[str, str, frozenset[str] | None]] = [
+    ("Sales", "Sales team", frozenset({"Sales Manager", "Marketing Assistant"})),
+    ("Support", "Customer support", frozenset({"Support Engineer"})),
+    ("All Company", "Everyone", None),
+]
 
 
 class ProvisioningCredentials(NamedTuple):
@@ -96,17 +104,36 @@ def new_state(config: EntraSimConfig, now: datetime) -> EntraState:
                 business_phones=[f"+1 425 555 {n % 10000:04d}"],
             )
         )
-    for name, description in _GROUPS:
-        nickname = name.lower().replace(" ", "")
+    for name, description, job_titles in _GROUPS:
+        nickname = mail_nickname(name)
         state.add_group(
             DirectoryGroup(
                 id=stable_id(tenant, "group", nickname),
                 display_name=name,
                 mail=f"{nickname}@{TENANT_DOMAIN}",
                 description=description,
+                member_ids=[u.id for u in state.users() if job_titles is None or u.job_title in job_titles],
             )
         )
     return state
+
+
+def ensure_operators_group(state: EntraState) -> None:
+    """Add the operators security group (OPERATORS_GROUP_ID, the seeded admin its only member) if the
+    tenant lacks it: a fresh one, or one from a state file written before the group existed."""
+    if state.group(OPERATORS_GROUP_ID) is not None:
+        return
+    admin = state.user(ADMIN_UPN)
+    state.add_group(
+        DirectoryGroup(
+            id=OPERATORS_GROUP_ID,
+            display_name=OPERATORS_GROUP_NAME,
+            mail=None,
+            description="May sign in to the connector's web app",
+            unified=False,
+            member_ids=[admin.id] if admin else [],
+        )
+    )
 
 
 def reconcile_provisioning_app(ctx: SimContext, now: datetime) -> None:

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from simulators.clock import Clock, OffsetClock
 from simulators.entra.admin import add_admin_routes
+from simulators.entra.authorize import add_authorize_routes
 from simulators.entra.config import EntraSimConfig
 from simulators.entra.context import CORRELATION_ID_KEY, CTX_KEY, NOW_KEY, REQUEST_ID_KEY, SimContext, new_id
 from simulators.entra.errors import AdminError, DropConnection, GraphError, OAuthError
@@ -30,6 +31,7 @@ from simulators.entra.oauth import add_oauth_routes
 from simulators.entra.persistence import StatePersister, load_state
 from simulators.entra.seed import (
     ProvisioningCredentials,
+    ensure_operators_group,
     new_state,
     provisioning_credentials,
     reconcile_provisioning_app,
@@ -219,10 +221,12 @@ async def start_entra_simulator(
     ctx = SimContext(config=config, state=state, clock=clock, rng=random.Random(config.seed))
     persister = StatePersister(state, config.state_file, config.persist_debounce_seconds)
     reconcile_provisioning_app(ctx, now)
+    ensure_operators_group(state)
 
     app = web.Application(middlewares=[_middleware])
     app[CTX_KEY] = ctx
     add_oauth_routes(app)
+    add_authorize_routes(app)
     add_graph_routes(app)
     add_admin_routes(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)

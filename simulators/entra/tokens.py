@@ -20,6 +20,7 @@ from simulators.entra.catalog import (
     GRAPH_RESOURCE,
 )
 from simulators.entra.context import SimContext
+from simulators.entra.directory import groups_claim
 from simulators.entra.errors import unauthenticated
 from simulators.entra.state import Application, DirectoryUser, ServicePrincipal
 
@@ -79,10 +80,23 @@ def issue_app_token(
     return _encode(ctx, claims, "access")
 
 
+def client_info(ctx: SimContext, user: DirectoryUser) -> str:
+    """What Entra returns as ``client_info`` (MSAL's account key): base64url JSON, unpadded."""
+    info = json.dumps({"uid": user.id, "utid": ctx.config.tenant_id}).encode()
+    return base64.urlsafe_b64encode(info).decode().rstrip("=")
+
+
 def issue_user_tokens(
-    ctx: SimContext, client_id: str, user: DirectoryUser, scopes: list[str], now: datetime
+    ctx: SimContext,
+    client_id: str,
+    user: DirectoryUser,
+    scopes: list[str],
+    now: datetime,
+    *,
+    nonce: str | None = None,
 ) -> dict[str, Any]:
-    """The token response of a delegated sign-in (device code or refresh)."""
+    """The token response of a delegated sign-in (authorization code, device code or refresh);
+    ``nonce``: the authorization request's, echoed in the ID token."""
     access = {
         "aud": GRAPH_RESOURCE,
         "iss": _issuer(ctx),
@@ -98,9 +112,9 @@ def issue_user_tokens(
         "wids": [GLOBAL_ADMIN_ROLE_TEMPLATE_ID] if user.is_global_admin else [],
         "ver": "1.0",
     }
-    id_token = {
+    id_token: dict[str, Any] = {
         "aud": client_id,
-        "iss": f"{ctx.base_url}/{ctx.config.tenant_id}/v2.0",
+        "iss": ctx.issuer,
         **_times(ctx, now, ACCESS_TOKEN_LIFETIME),
         "name": user.display_name,
         "oid": user.id,
@@ -109,13 +123,17 @@ def issue_user_tokens(
         "tid": ctx.config.tenant_id,
         "ver": "2.0",
     }
+    if nonce is not None:
+        id_token["nonce"] = nonce
+    groups = groups_claim(ctx, client_id, user)
+    if groups is not None:
+        id_token["groups"] = groups
     refresh = {
         "client_id": client_id,
         "sub": user.id,
         "scp": " ".join(scopes),
         **_times(ctx, now, REFRESH_TOKEN_LIFETIME),
     }
-    client_info = json.dumps({"uid": user.id, "utid": ctx.config.tenant_id}).encode()
     lifetime = int(ACCESS_TOKEN_LIFETIME.total_seconds())
     return {
         "token_type": "Bearer",
@@ -125,7 +143,7 @@ def issue_user_tokens(
         "access_token": _encode(ctx, access, "access"),
         "refresh_token": _encode(ctx, refresh, "refresh"),
         "id_token": _encode(ctx, id_token, "id"),
-        "client_info": base64.urlsafe_b64encode(client_info).decode().rstrip("="),
+        "client_info": client_info(ctx, user),
     }
 
 

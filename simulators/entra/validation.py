@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulators.entra.context import SimContext
-from simulators.entra.directory import WRITABLE_APP_PROPERTIES
+from simulators.entra.directory import GROUP_MEMBERSHIP_CLAIMS, WRITABLE_APP_PROPERTIES, group_membership_claims
 from simulators.entra.errors import GraphError, bad_request, invalid_value
 from simulators.entra.state import Application
 
@@ -18,7 +18,7 @@ SIGN_IN_AUDIENCES = frozenset(
 MAX_URI_LENGTH = 256
 MAX_REDIRECT_URIS = 256
 MAX_DISPLAY_NAME = 256
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _PLATFORMS = ("web", "spa", "publicClient")
 _PLATFORM_KEYS = {
     "web": frozenset({"homePageUrl", "logoutUrl", "redirectUris", "redirectUriSettings", "implicitGrantSettings"}),
@@ -38,7 +38,7 @@ def _redirect_uri_problem(uri: object, *, https_only: bool) -> str | None:
     if not parts.scheme:
         return f"redirect URI is not absolute: {uri}"
     if https_only and not (
-        (parts.scheme == "https" and parts.netloc) or (parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS)
+        (parts.scheme == "https" and parts.netloc) or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)
     ):
         return f"redirect URIs must use https (http only for localhost): {uri}"
     return None
@@ -124,6 +124,11 @@ def validate_application(ctx: SimContext, body: Json, *, existing: Application |
             _validate_string_list(key, body[key])
     if body.get("isFallbackPublicClient") not in (None, True, False):
         raise invalid_value("isFallbackPublicClient", "Application", "must be a boolean")
+    claims = body.get("groupMembershipClaims")
+    if claims is not None and (
+        not isinstance(claims, str) or not group_membership_claims(claims) <= GROUP_MEMBERSHIP_CLAIMS
+    ):
+        raise invalid_value("groupMembershipClaims", "Application", f"one or more of {sorted(GROUP_MEMBERSHIP_CLAIMS)}")
 
 
 def _validate_unique_name(ctx: SimContext, value: object, existing: Application | None) -> None:

@@ -611,7 +611,7 @@ async def test_users_are_paged_with_absolute_next_links(start_entra: StartEntra,
     assert pages == 3 and len({u["id"] for u in seen}) == 13  # 12 seeded users + the admin
     assert all(u["mail"] and u["userPrincipalName"] for u in seen)
     groups = await graph.call("GET", "/v1.0/groups")
-    assert len(groups.body["value"]) == 3
+    assert len(groups.body["value"]) == 4  # three Microsoft 365 groups and the operators security group
 
 
 async def test_beta_sign_in_logs_and_credential_activity(graph: GraphSession) -> None:
