@@ -91,7 +91,10 @@ async def signin_with_token(request: web.Request) -> web.Response:
 async def signin_with_microsoft(request: web.Request) -> web.Response:
     context = web_context(request)
     app = await asyncio.to_thread(_msal_app, context)
-    flow: dict[str, Any] = await asyncio.to_thread(app.initiate_auth_code_flow, [], redirect_uri=_callback_url(context))
+    # form_post: the code comes back in a POST body, never in a URL (browser history, logs, Referer).
+    flow: dict[str, Any] = await asyncio.to_thread(
+        app.initiate_auth_code_flow, [], redirect_uri=_callback_url(context), response_mode="form_post"
+    )
     now = time.monotonic()
     context.sign_ins = {
         state: started for state, started in context.sign_ins.items() if now - started["at"] < SIGN_IN_FLOW_SECONDS
@@ -102,13 +105,12 @@ async def signin_with_microsoft(request: web.Request) -> web.Response:
 
 async def signin_callback(request: web.Request) -> web.Response:
     context = web_context(request)
-    started = context.sign_ins.pop(request.query.get("state", ""), None)
+    answer = {name: str(value) for name, value in (await request.post()).items()}
+    started = context.sign_ins.pop(answer.get("state", ""), None)
     if started is None:
         raise web.HTTPSeeOther("/console/signin?error=That+sign-in+took+too+long+or+was+not+started+here.")
     app = await asyncio.to_thread(_msal_app, context)
-    result: dict[str, Any] = await asyncio.to_thread(
-        app.acquire_token_by_auth_code_flow, started["flow"], dict(request.query)
-    )
+    result: dict[str, Any] = await asyncio.to_thread(app.acquire_token_by_auth_code_flow, started["flow"], answer)
     claims = result.get("id_token_claims")
     if not claims:
         reason = result.get("error_description") or result.get("error") or "no ID token"
@@ -368,7 +370,7 @@ def add_console_routes(app: web.Application) -> None:
     r.add_get("/console/signin", signin_page)
     r.add_post("/console/signin", signin_with_token)
     r.add_get("/console/signin/microsoft", signin_with_microsoft)
-    r.add_get("/console/signin/callback", signin_callback)
+    r.add_post("/console/signin/callback", signin_callback)
     r.add_post("/console/signout", signout)
     r.add_post("/console/onboard", start_onboarding)
     r.add_get("/console/integration/{integration_id}", detail)

@@ -26,6 +26,9 @@ CSRF_KEY = web.RequestKey("yec_csrf", str)
 _LINK_TOKEN = re.compile(r"/a/[^/?\s]+")
 # Only this app's own scripts, styles and forms; never framed.
 CONTENT_SECURITY_POLICY = "default-src 'self'; frame-ancestors 'none'; form-action 'self' https:"
+# POSTs that come from elsewhere by design: the Temporal UI's codec calls (bearer token or session,
+# CORS) and Microsoft's sign-in answering with form_post (checked by the flow's state and PKCE).
+CROSS_SITE_POSTS = ("/codec/", "/console/signin/callback")
 
 
 def csrf_token(request: web.Request) -> str:
@@ -43,7 +46,7 @@ def security_middleware(base_url: str) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         known = request.cookies.get(CSRF_COOKIE)
         request[CSRF_KEY] = known or secrets.token_urlsafe(24)
-        if request.method == "POST" and not request.path.startswith("/codec/"):
+        if request.method == "POST" and not request.path.startswith(CROSS_SITE_POSTS):
             form = await request.post()
             sent_from = request.headers.get("Origin")
             if not known or not hmac.compare_digest(str(form.get("csrf", "")), known):
@@ -54,9 +57,7 @@ def security_middleware(base_url: str) -> Middleware:
         if not known:
             response.set_cookie(CSRF_COOKIE, request[CSRF_KEY], httponly=True, samesite="Strict", secure=secure)
         headers = response.headers
-        headers.setdefault(
-            "Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; form-action 'self' https:"
-        )
+        headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         # A link's token must not travel on in a Referer header to wherever the page links.
         headers.setdefault("Referrer-Policy", "no-referrer")

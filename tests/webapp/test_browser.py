@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 from pydantic import SecretStr
 
 from models.integration import LifecycleOptions, Phase, RotationStage, Step, StepState
+from simulators.entra.catalog import OPERATORS_GROUP_ID, SIM_TENANT_ID
 from simulators.entra.seed import ADMIN_UPN
 from simulators.human import PortalHuman
 from tests.conftest import Harness, running_web, wait_for_phase, wait_until
@@ -123,3 +126,62 @@ async def test_an_administrator_pastes_a_rotated_secret_through_the_page(
         )
         done = await wait_until(handle, lambda s: s.rotation is None and s.rotations_completed == 1, "rotated")
     assert done.secret is not None and done.secret.key_id != connected.secret.key_id
+
+
+async def register_console_app(dev: Harness) -> tuple[str, str]:
+    """The console's app registration in the (simulated) operators' tenant: its client ID and secret.
+    A loopback redirect URI matches any port, as in Entra ID."""
+    ssl_context = ssl.create_default_context(cafile=str(dev.sims.ca.ca_file))
+    body = {"displayName": "PBX connector console", "redirectUris": ["http://127.0.0.1/console/signin/callback"]}
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl_context)) as session,
+        session.post(f"{dev.sims.entra.url}/_sim/apps", json=body) as response,
+    ):
+        assert response.status == 201, await response.text()
+        created = await response.json()
+    return created["appId"], created["secret"]
+
+
+async def sign_in_at_microsoft(page: Page, site_url: str, username: str, password: str) -> None:
+    await page.goto(f"{site_url}/console")
+    await page.click("#signin-microsoft")
+    await page.fill("#username", username)
+    await page.fill("#password", password)
+    await page.click("#signin")
+
+
+async def test_an_operator_signs_in_with_microsoft_and_retries_a_blocked_integration(
+    dev: Harness, chromium: Browser, tmp_path: Path
+) -> None:
+    client_id, client_secret = await register_console_app(dev)
+    entra = dev.sims.entra
+    password = entra.config.user_password
+    not_operator = next(user for user in entra.state.users() if user.user_principal_name != ADMIN_UPN)
+    entra.state.policy.password_addition_blocked = True
+    oidc = {
+        "oidc_tenant_id": SIM_TENANT_ID,
+        "oidc_client_id": client_id,
+        "oidc_client_secret": SecretStr(client_secret),
+        "oidc_allowed_group": OPERATORS_GROUP_ID,
+    }
+    # The simulator's certificate is from the test's own CA, which Chromium does not know.
+    context = await chromium.new_context(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
+    page = await context.new_page()
+    async with running_web(dev, **oidc) as site, dev.worker():
+        handle = await dev.start(dev.onboard_input("console-pbx", redirect_uris=await portal_redirect_uris(dev)))
+        await wait_for_phase(handle, Phase.BLOCKED)
+
+        await sign_in_at_microsoft(page, site.url, not_operator.user_principal_name, password)
+        await expect(page.locator(".notice")).to_contain_text("is not a member of the operators' group")
+        await page.goto(f"{site.url}/console")
+        await expect(page.locator("#signin-microsoft")).to_be_visible()
+
+        await sign_in_at_microsoft(page, site.url, ADMIN_UPN, password)
+        row = page.locator("#row-console-pbx")
+        await expect(row).to_contain_text("Blocked")
+        await screenshot(page, "console", tmp_path)
+        entra.state.policy.password_addition_blocked = False
+        await page.click("#retry-console-pbx")
+        await expect(page.locator(".notice")).to_contain_text("retrying from step preflight")
+        await wait_for_phase(handle, Phase.WAITING_FOR_CONSENT)
+    await context.close()

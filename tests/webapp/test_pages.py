@@ -174,3 +174,21 @@ async def test_codec_endpoint_decodes_for_operators_only(dev: Harness, site: Run
     assert allowed == origin and refused == 401
     data = json_format.ParseDict(answer, Payloads()).payloads[0]
     assert data.metadata["encoding"] == b"json/plain" and b'"integration_id":"codec"' in data.data
+
+
+async def test_a_sign_in_answer_not_started_here_is_refused(site: RunningWeb) -> None:
+    """Microsoft answers by form_post (a cross-site POST, so no CSRF token): only the state of a sign-in
+    this app started is accepted, and nothing but a message comes back."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{site.url}/console/signin/callback",
+            data={"state": "not-ours", "code": "stolen-code"},
+            headers={"Origin": "https://login.microsoftonline.com"},
+            allow_redirects=False,
+        ) as response,
+    ):
+        location = response.headers["Location"]
+        cookies = response.headers.getall("Set-Cookie", [])
+    assert response.status == 303 and location.startswith("/console/signin?error=That+sign-in+took+too+long")
+    assert not any(cookie.startswith("yec_session=") for cookie in cookies)
