@@ -146,8 +146,9 @@ class Unavailable(Exception):
 class Control:
     """A connection to the fleet, with the checks every operation that talks to a workflow makes first."""
 
-    def __init__(self, client: Client, settings: Settings) -> None:
+    def __init__(self, client: Client, settings: Settings, *, answer_within: timedelta = QUERY_WITHIN) -> None:
         self.client, self.settings = client, settings
+        self.answer_within = answer_within
         self.links = LinkSigner.from_settings(settings)
         self._worker_seen = False
 
@@ -180,22 +181,42 @@ class Control:
 
     async def status(self, integration_id: str) -> IntegrationStatus:
         await self.require_worker()
+        # The server refuses queries while a workflow task is being retried (after it failed or timed
+        # out on a busy worker). That normally passes within seconds, so ask again until the deadline.
+        deadline = time.monotonic() + self.answer_within.total_seconds()
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                status: IntegrationStatus = await self.handle(integration_id).query(
+                    IntegrationWorkflow.status, rpc_timeout=timedelta(seconds=left)
+                )
+                return status
+            except RPCError as exc:
+                if exc.status == RPCStatusCode.NOT_FOUND:
+                    raise UserError(
+                        f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
+                    ) from None
+                if not (_workflow_not_ready(exc) or _timed_out(exc)):
+                    raise
+            await asyncio.sleep(0.5)
+        raise await self._no_answer(integration_id)
+
+    async def _no_answer(self, integration_id: str) -> Unavailable:
+        """Why a workflow gave no answer in time, as far as the server can tell."""
         try:
-            status: IntegrationStatus = await self.handle(integration_id).query(
-                IntegrationWorkflow.status, rpc_timeout=QUERY_WITHIN
+            described = await self.handle(integration_id).describe(rpc_timeout=timedelta(seconds=5))
+            task = described.raw_description.pending_workflow_task
+            attempt = task.attempt if described.raw_description.HasField("pending_workflow_task") else 0
+        except RPCError:
+            attempt = 0
+        if attempt > 1:
+            return Unavailable(
+                f"integration {integration_id!r} can't answer: its workflow task keeps failing (attempt {attempt}); "
+                "the worker's log says why"
             )
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise UserError(
-                    f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
-                ) from None
-            if exc.status == RPCStatusCode.DEADLINE_EXCEEDED or "timeout" in exc.message.lower():
-                raise Unavailable(
-                    f"the worker did not answer within {QUERY_WITHIN.seconds} s (overloaded, stopped or stuck? see "
-                    "its log)"
-                ) from None
-            raise
-        return status
+        return Unavailable(
+            f"the worker did not answer within {self.answer_within.total_seconds():.0f} s (overloaded, stopped or "
+            "stuck? see its log)"
+        )
 
     async def update(self, integration_id: str, update: Any, arg: Any) -> Any:
         """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
@@ -215,6 +236,17 @@ class Control:
             if moved_on(status) or time.monotonic() >= deadline:
                 return status
             await asyncio.sleep(0.3)
+
+
+def _workflow_not_ready(error: RPCError) -> bool:
+    details = error.grpc_status.details
+    return error.status == RPCStatusCode.FAILED_PRECONDITION and any(
+        d.type_url.endswith("WorkflowNotReadyFailure") for d in details
+    )
+
+
+def _timed_out(error: RPCError) -> bool:
+    return error.status == RPCStatusCode.DEADLINE_EXCEEDED or "timeout" in error.message.lower()
 
 
 def onboard_request(fields: Mapping[str, Any], names: Mapping[str, str]) -> OnboardRequest:

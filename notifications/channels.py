@@ -194,7 +194,8 @@ class WebhookChannel(_HttpChannel):
         self._key = config.signing_secret.get_secret_value().encode()
 
     def _document(self, notification: Notification) -> dict[str, Any]:
-        return notification.model_dump(mode="json")
+        # `action` only tells the delivery which page to link; receivers get the `link` itself.
+        return notification.model_dump(mode="json", exclude={"action"})
 
     def _headers(self, notification: Notification, body: bytes) -> dict[str, str]:
         timestamp = str(int(time.time()))

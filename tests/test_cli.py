@@ -64,8 +64,8 @@ async def test_onboard_flags_are_checked_before_anything_starts(
             failed = await operator.run(*args, expect=2)
             assert message in failed.stderr, failed.stderr
             assert len(failed.stderr.splitlines()) == 1 and no_traceback(failed.stderr)
-        listed = (await operator.run("list", "--all")).stdout
-        assert "no integrations" in listed, "nothing was started"
+        missing = await operator.run("status", "ok", expect=2)
+        assert "no integration 'ok'" in missing.stderr, "nothing was started"
 
         # A domain names the tenant; the integration gets its GUID.
         await operator.run("onboard", "by-domain", "--tenant", TENANT_DOMAIN, "--secret-lifetime-days", "90")

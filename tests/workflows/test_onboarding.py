@@ -109,7 +109,7 @@ async def test_redirect_uris_by_update_and_validator_rejects_bad_ones(ts: Harnes
         assert accepted.redirect_uris == good
         with pytest.raises(WorkflowUpdateFailedError) as again:
             await handle.execute_update(IntegrationWorkflow.submit_redirect_uris, good)
-        assert "already provided" in str(again.value.cause)
+        assert "already has" in str(again.value.cause)
         status = await connect_pbx_as_human(ts, handle)
         await record_history(handle, "onboarding-redirect-uris-by-update")
     assert status.phase == Phase.CONNECTED
