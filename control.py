@@ -196,7 +196,8 @@ class Control:
                         f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
                     ) from None
                 if not (_workflow_not_ready(exc) or _timed_out(exc)):
-                    raise
+                    # e.g. its task queue has no poller: a workflow of another deployment.
+                    raise Unavailable(f"integration {integration_id!r} can't answer: {exc.message}") from None
             await asyncio.sleep(0.5)
         raise await self._no_answer(integration_id)
 
@@ -204,15 +205,21 @@ class Control:
         """Why a workflow gave no answer in time, as far as the server can tell."""
         try:
             described = await self.handle(integration_id).describe(rpc_timeout=timedelta(seconds=5))
-            task = described.raw_description.pending_workflow_task
-            attempt = task.attempt if described.raw_description.HasField("pending_workflow_task") else 0
         except RPCError:
-            attempt = 0
-        if attempt > 1:
-            return Unavailable(
-                f"integration {integration_id!r} can't answer: its workflow task keeps failing (attempt {attempt}); "
-                "the worker's log says why"
-            )
+            described = None
+        if described is not None:
+            raw = described.raw_description
+            attempt = raw.pending_workflow_task.attempt if raw.HasField("pending_workflow_task") else 0
+            if attempt > 1:
+                return Unavailable(
+                    f"integration {integration_id!r} can't answer: its workflow task keeps failing (attempt "
+                    f"{attempt}); the worker's log says why"
+                )
+            if described.task_queue != self.settings.temporal.task_queue:
+                return Unavailable(
+                    f"integration {integration_id!r} can't answer: it runs on the task queue "
+                    f"{described.task_queue!r}, which this deployment's workers don't poll"
+                )
         return Unavailable(
             f"the worker did not answer within {self.answer_within.total_seconds():.0f} s (overloaded, stopped or "
             "stuck? see its log)"
@@ -362,8 +369,10 @@ class Listed:
 async def list_integrations(
     control: Control, *, phase: str | None = None, expiring_within: timedelta | None = None, closed: bool = False
 ) -> list[Listed]:
-    """The fleet from Temporal's visibility (search attributes): no workflow is asked anything."""
-    query = "WorkflowType = 'IntegrationWorkflow'"
+    """This deployment's fleet (its task queue) from Temporal's visibility (search attributes): no
+    workflow is asked anything."""
+    task_queue = control.settings.temporal.task_queue.replace("'", "\\'")
+    query = f"WorkflowType = 'IntegrationWorkflow' AND TaskQueue = '{task_queue}'"
     if phase:
         query += f" AND IntegrationPhase = '{Phase(phase)}'"
     if expiring_within is not None:
