@@ -35,6 +35,7 @@ from models.integration import (
     OnboardInput,
     OnboardRequest,
     Phase,
+    SecretRef,
     StepState,
     admin_action,
     in_words,
@@ -48,6 +49,10 @@ from workflows.integration import IntegrationWorkflow
 # worker died, the server first tries that worker for a few seconds).
 ANSWER_WITHIN = timedelta(seconds=5)
 QUERY_WITHIN = timedelta(seconds=20)
+
+
+def _secret(ref: SecretRef) -> str:
+    return f"{ref.hint}… key {ref.key_id}, expires {ref.expires_at:%Y-%m-%d %H:%M} UTC"
 
 
 def render_status(status: IntegrationStatus, links: LinkSigner | None = None) -> str:
@@ -86,10 +91,7 @@ def render_status(status: IntegrationStatus, links: LinkSigner | None = None) ->
         if status.app.service_principal_id:
             lines.append(f"Service principal:    {status.app.service_principal_id}")
     if status.secret:
-        lines.append(
-            f"Client secret:        {status.secret.hint}… key {status.secret.key_id}, "
-            f"expires {status.secret.expires_at:%Y-%m-%d %H:%M} UTC"
-        )
+        lines.append(f"Client secret:        {_secret(status.secret)}")
     if status.verification:
         v = status.verification
         lines.append(
@@ -102,10 +104,7 @@ def render_status(status: IntegrationStatus, links: LinkSigner | None = None) ->
         r = status.rotation
         lines.append(f"Rotation:             {r.stage} ({r.reason}, started {r.started_at:%Y-%m-%d %H:%M} UTC)")
         if r.new_secret:
-            lines.append(
-                f"  new secret:         {r.new_secret.hint}… key {r.new_secret.key_id}, "
-                f"expires {r.new_secret.expires_at:%Y-%m-%d %H:%M} UTC"
-            )
+            lines.append(f"  new secret:         {_secret(r.new_secret)}")
         if r.message:
             lines.append(f"  {r.message}")
         if r.warning:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,3 +93,14 @@ async def start_worker(env: dict[str, str], log: Path, client: Client) -> subpro
             return worker
         await asyncio.sleep(0.1)
     raise AssertionError(f"worker.py never polled its task queue (log {log})")
+
+
+@contextlib.asynccontextmanager
+async def worker_process(env: dict[str, str], log: Path, client: Client) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """worker.py for the length of the block (killed at the end: the tests' workflows stay behind)."""
+    worker = await start_worker(env, log, client)
+    try:
+        yield worker
+    finally:
+        worker.kill()
+        worker.wait()

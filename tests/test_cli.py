@@ -18,7 +18,7 @@ from simulators.entra.catalog import TENANT_DOMAIN
 from simulators.entra.seed import ADMIN_UPN
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.human import PortalHuman
-from tests.operator import Operator, operator_env, start_worker
+from tests.operator import Operator, operator_env, worker_process
 
 pytestmark = pytest.mark.devserver
 
@@ -50,8 +50,7 @@ async def test_onboard_flags_are_checked_before_anything_starts(
 ) -> None:
     env = operator_env(dev_env, sims, tmp_path)
     operator = Operator(env, [])
-    worker = await start_worker(env, tmp_path / "worker.log", dev_env.client)
-    try:
+    async with worker_process(env, tmp_path / "worker.log", dev_env.client):
         for args, message in [
             (("onboard", "Bad_ID"), "integration ID: integration ID 'Bad_ID' must be 1-63 lowercase"),
             (("onboard", "ok", "--tenant", "not a tenant"), "--tenant: must be the tenant's GUID"),
@@ -77,23 +76,16 @@ async def test_onboard_flags_are_checked_before_anything_starts(
         assert "already runs with other settings: secret lifetime 90 days (you gave 30 days)" in again.stderr
         same = await operator.run("onboard", "by-domain", "--tenant", sims.entra.config.tenant_id)
         assert "already running with these settings" in same.stdout
-    finally:
-        worker.kill()
-        worker.wait()
 
 
 async def test_a_key_this_process_lacks_is_named_in_one_line(
     dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path: Path
 ) -> None:
     env = operator_env(dev_env, sims, tmp_path)
-    worker = await start_worker(env, tmp_path / "worker.log", dev_env.client)
-    try:
+    async with worker_process(env, tmp_path / "worker.log", dev_env.client):
         await Operator(env, []).run("onboard", "keyed")
         other_keys = {**env, "YEC_ENCRYPTION_KEYS": "other:" + base64.b64encode(b"o" * 32).decode()}
         failed = await Operator(other_keys, []).run("status", "keyed", expect=2)
-    finally:
-        worker.kill()
-        worker.wait()
     assert "can't decrypt the workflow's data: it was encrypted with key ID 'test'" in failed.stderr
     assert len(failed.stderr.splitlines()) == 1 and no_traceback(failed.stderr)
 
@@ -104,13 +96,9 @@ async def test_a_worker_with_other_keys_says_so_once_per_workflow(
     env = operator_env(dev_env, sims, tmp_path)
     log = tmp_path / "worker.log"
     other_keys = {**env, "YEC_ENCRYPTION_KEYS": "other:" + base64.b64encode(b"o" * 32).decode()}
-    worker = await start_worker(other_keys, log, dev_env.client)
-    try:
+    async with worker_process(other_keys, log, dev_env.client):
         await Operator(env, []).run("onboard", "foreign", expect=3)  # written with the key "test"
         await asyncio.sleep(15)  # the server hands the failing task out again meanwhile
-    finally:
-        worker.kill()
-        worker.wait()
     lines = [line for line in log.read_text().splitlines() if "can't be processed by this worker" in line]
     assert len(lines) == 1, log.read_text()[-3000:]
     assert "key ID 'test', which is not in YEC_ENCRYPTION_KEYS here" in lines[0]
@@ -122,8 +110,7 @@ async def test_ending_integrations_asks_first_then_removes_what_the_service_made
 ) -> None:
     env = operator_env(dev_env, sims, tmp_path)
     operator = Operator(env, [])
-    worker = await start_worker(env, tmp_path / "worker.log", dev_env.client)
-    try:
+    async with worker_process(env, tmp_path / "worker.log", dev_env.client):
         async with PortalHuman(sims.yeastar.url, sims.ca.ca_file) as human:
             uris = await human.read_redirect_uris()
             await operator.run("onboard", "bye", "--redirect-uri", uris.redirect_uri)
@@ -154,8 +141,5 @@ async def test_ending_integrations_asks_first_then_removes_what_the_service_made
         await operator.wait_for("never", lambda s: s["phase"] == "WaitingForRedirectUris", "waiting for URIs")
         cancelled = await operator.run("cancel", "never", "--yes")
         assert "Cancelled by the operator" in cancelled.stdout
-    finally:
-        worker.kill()
-        worker.wait()
     remaining = sims.entra.state.application(app["application_object_id"])
     assert remaining is not None and remaining.password_credentials == [], "the app stays, its secret is gone"
