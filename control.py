@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from models.integration import (
     OnboardInput,
     OnboardRequest,
     Phase,
+    RotationRequest,
     SecretRef,
     StepState,
     admin_action,
@@ -179,16 +181,18 @@ class Control:
         self._worker_seen = True
 
     async def status(self, integration_id: str) -> IntegrationStatus:
+        status: IntegrationStatus = await self.query(integration_id, IntegrationWorkflow.status)
+        return status
+
+    async def query(self, integration_id: str, query: Any) -> Any:
+        """Ask the integration's workflow; every way it can't answer becomes a one-line reason."""
         await self.require_worker()
         # The server refuses queries while a workflow task is being retried (after it failed or timed
         # out on a busy worker). That normally passes within seconds, so ask again until the deadline.
         deadline = time.monotonic() + self.answer_within.total_seconds()
         while (left := deadline - time.monotonic()) > 0:
             try:
-                status: IntegrationStatus = await self.handle(integration_id).query(
-                    IntegrationWorkflow.status, rpc_timeout=timedelta(seconds=left)
-                )
-                return status
+                return await self.handle(integration_id).query(query, rpc_timeout=timedelta(seconds=left))
             except RPCError as exc:
                 if exc.status == RPCStatusCode.NOT_FOUND:
                     raise UserError(
@@ -231,6 +235,21 @@ class Control:
             return await self.handle(integration_id).execute_update(update, arg)
         except WorkflowUpdateFailedError as exc:
             raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
+
+    async def retry(self, integration_id: str) -> str:
+        """Resume a Blocked or Expired integration; the step it resumes from."""
+        status = await self.status(integration_id)
+        if status.phase not in (Phase.BLOCKED, Phase.EXPIRED) or status.blocked is None:
+            raise UserError(f"{integration_id} is {status.phase.sentence.lower()}, not Blocked: nothing to retry")
+        await self.handle(integration_id).signal(IntegrationWorkflow.retry)
+        return str(status.blocked.step)
+
+    async def rotate_now(self, integration_id: str) -> str:
+        """A manual rotation next to the schedule (the integration refuses a second one while one runs);
+        the rotation's workflow ID."""
+        request = RotationRequest(integration_id=integration_id, request_id=f"manual-{uuid.uuid4()}", reason="manual")
+        rotation_id: str = await self.update(integration_id, IntegrationWorkflow.rotate_now, request)
+        return rotation_id
 
     async def until(
         self, integration_id: str, moved_on: Callable[[IntegrationStatus], bool], limit: float = 10.0
@@ -334,7 +353,7 @@ async def _running_input(control: Control, integration_id: str) -> OnboardInput 
         raise
     if description.status != WorkflowExecutionStatus.RUNNING:
         return None
-    started: OnboardInput = await handle.query(IntegrationWorkflow.started_with, rpc_timeout=QUERY_WITHIN)
+    started: OnboardInput = await control.query(integration_id, IntegrationWorkflow.started_with)
     return started
 
 

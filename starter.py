@@ -27,7 +27,6 @@ import base64
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -37,7 +36,7 @@ from temporalio.service import RPCError
 from common.codec import UnreadablePayload
 from common.dev_server import dev_server_command
 from common.links import LinkSigner
-from common.secret_store import LocalSecretStore, SecretNotFound
+from common.secret_store import SecretNotFound, open_secret_store
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, exit_process
 from control import (
@@ -57,7 +56,6 @@ from models.integration import (
     OffboardRequest,
     Phase,
     RedirectUris,
-    RotationRequest,
 )
 from workflows.integration import IntegrationWorkflow
 
@@ -183,11 +181,8 @@ async def cmd_consent(cli: Control, args: argparse.Namespace) -> None:
 
 
 async def cmd_retry(cli: Control, args: argparse.Namespace) -> None:
-    status = await cli.status(args.integration_id)
-    if status.phase not in (Phase.BLOCKED, Phase.EXPIRED) or status.blocked is None:
-        raise UserError(f"{args.integration_id} is {status.phase.sentence.lower()}, not Blocked: nothing to retry")
-    await cli.handle(args.integration_id).signal(IntegrationWorkflow.retry)
-    print(f"Retrying {args.integration_id} from step {status.blocked.step}.")
+    step = await cli.retry(args.integration_id)
+    print(f"Retrying {args.integration_id} from step {step}.")
 
 
 async def cmd_secret(cli: Control, args: argparse.Namespace) -> None:
@@ -201,12 +196,12 @@ async def cmd_secret(cli: Control, args: argparse.Namespace) -> None:
         raise UserError(f"{args.integration_id} has no client secret yet ({status.phase.sentence.lower()})")
     if not args.reveal:
         raise UserError("the secret is only shown with --reveal (it is a credential: keep it off screenshots)")
-    store_dir = cli.settings.data_dir / "secrets"
+    store = open_secret_store(cli.settings)
     try:
-        value = await LocalSecretStore(store_dir, cli.settings.keys).get(args.integration_id, secret.key_id)
+        value = await store.get(args.integration_id, secret.key_id)
     except SecretNotFound as exc:
         raise UserError(
-            f"{exc} (looked in the secret store at {store_dir.resolve()}: run this where the worker keeps it, "
+            f"{exc} (looked in the secret store at {store.directory.resolve()}: run this where the worker keeps it, "
             "with the worker's YEC_DATA_DIR and YEC_ENCRYPTION_KEYS)"
         ) from None
     print(
@@ -223,10 +218,8 @@ async def cmd_allow_reveal(cli: Control, args: argparse.Namespace) -> None:
 
 
 async def cmd_rotate(cli: Control, args: argparse.Namespace) -> None:
-    # Asked of the integration, which runs every rotation as its own child workflow and refuses a
-    # second one while one runs (the schedule keeps its own cadence; this shows as "manual").
-    request = RotationRequest(integration_id=args.integration_id, request_id=f"manual-{uuid.uuid4()}", reason="manual")
-    rotation_id = await cli.update(args.integration_id, IntegrationWorkflow.rotate_now, request)
+    # The schedule keeps its own cadence; this one shows as "manual".
+    rotation_id = await cli.rotate_now(args.integration_id)
     print(
         f"Rotation of {args.integration_id}: starting {rotation_id}. "
         f"Follow it with: python starter.py status {args.integration_id}"

@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 
 from common.logging import configure_logging
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_secret_store
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, exit_process
 from control import Control
@@ -34,7 +34,7 @@ async def run(settings: Settings) -> None:
         client = await connect(settings)
     except RuntimeError as exc:
         raise SystemExit(f"error: cannot reach Temporal at {settings.temporal.address} ({exc})") from None
-    store = LocalSecretStore(settings.data_dir / "secrets", settings.keys)
+    store = open_secret_store(settings)
     app = build_app(Control(client, settings), store)
     runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=logging.getLogger("web.access"))
     await runner.setup()

@@ -27,7 +27,7 @@ from activities.notify import NotifyActivities
 from activities.provisioning import ProvisioningActivities
 from activities.schedule import ScheduleActivities
 from common.logging import configure_logging
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_secret_store
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import compile_workflow_code, connect, ensure_search_attributes, exit_process
 from workflows.integration import IntegrationWorkflow
@@ -49,7 +49,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
             module=str(source),
             fix="run `python -m compileall` on the install, or make its __pycache__ writable",
         )
-    provisioning = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
+    provisioning = ProvisioningActivities(settings, open_secret_store(settings))
     notify = NotifyActivities(settings)
     schedule = ScheduleActivities(client, settings)
     # A local activity runs in the worker running the workflow; all others go to any activity worker.

@@ -26,7 +26,7 @@ from activities.provisioning import ProvisioningActivities
 from bench._common import Window
 from bench._fleet import redirect_uris_for
 from common.logging import configure_logging
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_secret_store
 from common.settings import Settings, load_settings
 from common.temporal import exit_process
 from models.activities import (
@@ -119,7 +119,7 @@ async def onboard(activities: ProvisioningActivities, tenant_id: str, integratio
 async def run(settings: Settings, integration_ids: list[str], concurrency: int) -> dict[str, Any]:
     assert settings.entra.tenant_id is not None, "YEC_ENTRA__TENANT_ID"
     tenant_id = settings.entra.tenant_id
-    activities = ProvisioningActivities(settings, LocalSecretStore(settings.data_dir / "secrets", settings.keys))
+    activities = ProvisioningActivities(settings, open_secret_store(settings))
     slots = asyncio.Semaphore(concurrency)
     connected: dict[str, float] = {}
 

@@ -15,6 +15,7 @@ import hmac
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -41,8 +42,25 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+class Sealer:
+    """JSON values signed with HMAC-SHA256 as ``body.signature``, safe in URLs and cookies."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def seal(self, value: Any) -> str:
+        body = _b64(json.dumps(value, separators=(",", ":")).encode())
+        return f"{body}.{self._sign(body)}"
+
+    def unseal(self, token: str) -> Any:
+        """The sealed value; None when the token is not one this key sealed (changed, or another key's)."""
+        body, _, signature = token.partition(".")
+        if not body or not hmac.compare_digest(signature, self._sign(body)):
+            return None
+        return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())
 
 
 @dataclass(frozen=True)
@@ -55,7 +73,7 @@ class SignedLink:
 
 class LinkSigner:
     def __init__(self, key: bytes, base_url: str, lifetime: timedelta) -> None:
-        self._key, self._base_url, self._lifetime = key, base_url.rstrip("/"), lifetime
+        self._sealer, self._base_url, self._lifetime = Sealer(key), base_url.rstrip("/"), lifetime
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LinkSigner:
@@ -63,17 +81,16 @@ class LinkSigner:
 
     def token(self, integration_id: str, action: AdminAction, now: datetime | None = None) -> str:
         expires = int(((now or datetime.now(UTC)) + self._lifetime).timestamp())
-        body = _b64(json.dumps([integration_id, action.kind, action.ref, expires], separators=(",", ":")).encode())
-        return f"{body}.{self._sign(body)}"
+        return self._sealer.seal([integration_id, action.kind, action.ref, expires])
 
     def url(self, integration_id: str, action: AdminAction) -> str:
         return f"{self._base_url}/a/{self.token(integration_id, action)}"
 
     def verify(self, token: str, now: datetime | None = None) -> SignedLink:
-        body, _, signature = token.partition(".")
-        if not hmac.compare_digest(signature, self._sign(body)):
+        sealed = self._sealer.unseal(token)
+        if sealed is None:
             raise InvalidLink("This link is not valid (it was changed, or it is not from this service).")
-        integration_id, kind, ref, expires = json.loads(_unb64(body))
+        integration_id, kind, ref, expires = sealed
         expires_at = datetime.fromtimestamp(expires, UTC)
         if (now or datetime.now(UTC)) >= expires_at:
             raise InvalidLink(
@@ -81,6 +98,3 @@ class LinkSigner:
                 "fresh one."
             )
         return SignedLink(token, integration_id, AdminAction(kind=kind, ref=ref), expires_at)
-
-    def _sign(self, body: str) -> str:
-        return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest())

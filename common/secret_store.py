@@ -10,7 +10,7 @@ import asyncio
 import os
 import re
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -18,6 +18,9 @@ from pydantic import SecretStr
 
 from common.files import write_private
 from common.logging import register_secret
+
+if TYPE_CHECKING:
+    from common.settings import Settings
 
 # Starts with a letter or digit, so "." and ".." (and hidden files) can never be a name.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -35,9 +38,14 @@ class SecretStore(Protocol):
     async def key_ids(self, integration_id: str) -> list[str]: ...
 
 
+def open_secret_store(settings: Settings) -> LocalSecretStore:
+    """The store the worker writes, as every process of this deployment opens it."""
+    return LocalSecretStore(settings.data_dir / "secrets", settings.keys)
+
+
 class LocalSecretStore:
     def __init__(self, directory: Path, keys: dict[str, bytes]) -> None:
-        self._directory = directory
+        self.directory = directory
         self._active_key_id = next(iter(keys))
         self._ciphers = {key_id: AESGCM(key) for key_id, key in keys.items()}
 
@@ -45,7 +53,7 @@ class LocalSecretStore:
         for name in (integration_id, key_id):
             if not _SAFE_NAME.match(name):
                 raise ValueError(f"unsafe name for the secret store: {name!r}")
-        return self._directory / integration_id / f"{key_id}.secret"
+        return self.directory / integration_id / f"{key_id}.secret"
 
     async def put(self, integration_id: str, key_id: str, value: SecretStr) -> None:
         path = self._path(integration_id, key_id)

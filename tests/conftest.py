@@ -32,7 +32,7 @@ import worker as worker_module
 from common import search_attributes
 from common.dev_server import temporal_cli, test_server_binary
 from common.links import LinkSigner
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_secret_store
 from common.settings import Settings, load_settings
 from common.temporal import data_converter
 from control import Control
@@ -360,7 +360,7 @@ async def running_web(h: Harness, **web_settings: Any) -> AsyncIterator[RunningW
     url = f"http://127.0.0.1:{port}"
     web_update = {"base_url": url, "port": port, "operator_token": SecretStr(OPERATOR_TOKEN), **web_settings}
     settings = h.settings.model_copy(update={"web": h.settings.web.model_copy(update=web_update)})
-    app = build_app(Control(h.client, settings), LocalSecretStore(settings.data_dir / "secrets", settings.keys))
+    app = build_app(Control(h.client, settings), open_secret_store(settings))
     runner = web.AppRunner(app, access_log_class=AccessLogger, access_log=logging.getLogger("web.access"))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from common.links import LinkSigner, derived_key
+from common.links import derived_key
 from common.secret_store import SecretStore
 from control import Control
 from webapp.admin import add_admin_routes
@@ -30,9 +30,7 @@ def build_app(control: Control, store: SecretStore) -> web.Application:
     settings = control.settings
     app = web.Application(middlewares=[security_middleware(settings.web.base_url)])
     app[CONTEXT] = WebContext(
-        settings=settings,
         control=control,
-        links=LinkSigner.from_settings(settings),
         store=store,
         sessions=Sessions(derived_key(settings, b"sessions"), secure=settings.web.base_url.startswith("https://")),
         reveals=RevealLimiter(settings.web.reveals_per_10_minutes),

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from control import (
     render_status,
     rotation_schedule,
 )
-from models.integration import IntegrationStatus, OffboardRequest, Phase, RotationRequest, admin_action
+from models.integration import IntegrationStatus, OffboardRequest, Phase, admin_action
 from webapp.context import WebContext, web_context
 from webapp.security import csrf_token
 from webapp.views import e, form, notice, page
@@ -319,16 +318,9 @@ async def act(request: web.Request) -> web.Response:
 
 async def _do(control: Control, integration_id: str, action: str, who: str) -> str:
     if action == "retry":
-        status = await control.status(integration_id)
-        if status.blocked is None:
-            raise UserError("not Blocked: nothing to retry")
-        await control.handle(integration_id).signal(IntegrationWorkflow.retry)
-        return f"retrying from step {status.blocked.step}"
+        return f"retrying from step {await control.retry(integration_id)}"
     if action == "rotate":
-        request = RotationRequest(
-            integration_id=integration_id, request_id=f"console-{secrets.token_hex(8)}", reason="manual"
-        )
-        return f"starting {await control.update(integration_id, IntegrationWorkflow.rotate_now, request)}"
+        return f"starting {await control.rotate_now(integration_id)}"
     if action in ("pause", "resume"):
         schedule = await rotation_schedule(control, integration_id, paused=action == "pause", note=f"by {who}")
         return f"rotations every {schedule.every}, {'paused' if schedule.paused else 'active'}"

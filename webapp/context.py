@@ -16,14 +16,20 @@ from webapp.security import RevealLimiter, Sessions
 
 @dataclass
 class WebContext:
-    settings: Settings
     control: Control
-    links: LinkSigner
     store: SecretStore
     sessions: Sessions
     reveals: RevealLimiter
     # Console sign-ins in flight (MSAL's auth code flows), by their `state`.
     sign_ins: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return self.control.settings
+
+    @property
+    def links(self) -> LinkSigner:
+        return self.control.links
 
 
 CONTEXT = web.AppKey("yec_web_context", WebContext)

@@ -3,10 +3,7 @@ cookie, a limit on secret reveals, and an access log that never writes a link's 
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
 import re
 import secrets
 import time
@@ -17,6 +14,8 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
+
+from common.links import Sealer
 
 CSRF_COOKIE = "yec_csrf"
 SESSION_COOKIE = "yec_session"
@@ -67,33 +66,23 @@ def security_middleware(base_url: str) -> Middleware:
 
 
 class Sessions:
-    """The console's sessions: a signed cookie naming the operator, valid for eight hours."""
+    """The console's sessions: a sealed cookie naming the operator, valid for eight hours."""
 
     def __init__(self, key: bytes, *, secure: bool) -> None:
-        self._key, self._secure = key, secure
+        self._sealer, self._secure = Sealer(key), secure
 
     def start(self, response: web.StreamResponse, operator: str) -> None:
-        body = base64.urlsafe_b64encode(
-            json.dumps({"who": operator, "until": int(time.time()) + SESSION_LIFETIME_SECONDS}).encode()
-        ).decode()
-        response.set_cookie(
-            SESSION_COOKIE, f"{body}.{self._sign(body)}", httponly=True, samesite="Lax", secure=self._secure
-        )
+        cookie = self._sealer.seal({"who": operator, "until": int(time.time()) + SESSION_LIFETIME_SECONDS})
+        response.set_cookie(SESSION_COOKIE, cookie, httponly=True, samesite="Lax", secure=self._secure)
 
     def operator(self, request: web.Request) -> str | None:
         """Who is signed in, or None."""
-        body, _, signature = request.cookies.get(SESSION_COOKIE, "").partition(".")
-        if not body or not hmac.compare_digest(signature, self._sign(body)):
-            return None
-        claims = json.loads(base64.urlsafe_b64decode(body))
-        return str(claims["who"]) if claims["until"] > time.time() else None
+        claims = self._sealer.unseal(request.cookies.get(SESSION_COOKIE, ""))
+        return str(claims["who"]) if claims is not None and claims["until"] > time.time() else None
 
     @staticmethod
     def end(response: web.StreamResponse) -> None:
         response.del_cookie(SESSION_COOKIE)
-
-    def _sign(self, body: str) -> str:
-        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
 
 
 class RevealLimiter:
