@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 
@@ -49,6 +50,14 @@ INTEGRATION = "demo-pbx"
 ADMIN = ADMIN_UPN
 REMINDER_EVERY_SECONDS = 15
 WEB_URL = "http://127.0.0.1:8080"
+METRICS_URL = "http://127.0.0.1:9464"
+DEMO_METRICS = (
+    'yec_integrations{phase="Connected"}',
+    "yec_secret_soonest_expiry_seconds",
+    "yec_rotations_total",
+    "yec_reminders_sent_total",
+    'yec_graph_requests_total{method="POST"',
+)
 TEMPORAL_UI = "http://127.0.0.1:8233"
 # Shared by the demo's webhook receiver and the channel it configures (a demo value, not a secret).
 DEMO_SIGNING_SECRET = "demo-webhook-signing-secret"
@@ -327,11 +336,32 @@ async def play(env: dict[str, str], processes: Processes, receiver_port: int) ->
                 f"failed {page['sync_failure_count']}",
                 flush=True,
             )
+            await show_monitoring()
     finally:
         await runner.cleanup()
     say(f"Done: '{INTEGRATION}' is Connected and rotated. While the demo runs:")
     print(f"      Temporal UI       {TEMPORAL_UI}", flush=True)
     print(f"      operator console  {WEB_URL}/console  (token: .data/demo/operator.token)", flush=True)
+    print(f"      worker            {METRICS_URL}/metrics  {METRICS_URL}/healthz", flush=True)
+
+
+async def show_monitoring() -> None:
+    """What Prometheus and an orchestrator see: the health check and the fleet's figures."""
+    say("Monitoring: the worker's /healthz and a few of its /metrics (what deploy/prometheus alerts on)")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{METRICS_URL}/healthz") as answer:
+            print(f"    /healthz {answer.status}: {await answer.text()}", flush=True)
+        # The fleet gauges are read from Temporal every few seconds in the demo: wait for this rotation's.
+        deadline = time.monotonic() + 30
+        while True:
+            async with session.get(f"{METRICS_URL}/metrics") as answer:
+                lines = (await answer.text()).splitlines()
+            shown = [line for line in lines if line.startswith(DEMO_METRICS)]
+            if any(line.startswith("yec_rotations_total") for line in shown) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(1)
+    for line in shown:
+        print(f"    {line}", flush=True)
 
 
 @contextlib.contextmanager
@@ -357,6 +387,8 @@ def main() -> None:
         (8080, "web app"),
         (8443, "Entra simulator"),
         (8444, "Yeastar simulator"),
+        (9464, "worker's /metrics"),
+        (9465, "Temporal SDK's metrics"),
     ):
         if port_open(port):
             raise SystemExit(f"error: port {port} (for the {owner}) is busy; stop whatever is using it, then re-run")
@@ -395,6 +427,8 @@ def main() -> None:
         extra = {
             **read_env_file(env_file),
             "YEC_ENCRYPTION_KEYS": kept("encryption.key", lambda: "demo:" + base64.b64encode(os.urandom(32)).decode()),
+            # The secret store's own key: a leaked payload key must not open the stored secrets too.
+            "YEC_SECRET_STORE__KEYS": kept("store.key", lambda: "store:" + base64.b64encode(os.urandom(32)).decode()),
             "YEC_WEB__BASE_URL": WEB_URL,
             "YEC_WEB__OPERATOR_TOKEN": kept("operator.token", lambda: secrets.token_urlsafe(24)),
             "YEC_WEB__TEMPORAL_UI_ORIGIN": TEMPORAL_UI,
@@ -404,6 +438,7 @@ def main() -> None:
             "YEC_HUMAN_REMINDER_INTERVAL": f"PT{REMINDER_EVERY_SECONDS}S",
             "YEC_SIGN_IN_POLL_INTERVAL": "PT2S",
             "YEC_SIGN_IN_SETTLE_TIME": "PT5S",
+            "YEC_METRICS__FLEET_REFRESH_INTERVAL": "PT5S",
             "YEC_NOTIFICATION_CHANNELS": json.dumps(
                 [
                     {

@@ -13,7 +13,9 @@
     python starter.py offboard acme [--delete-app] [--yes]    # end it: no more reminders, secrets removed
     python starter.py cancel acme [--yes]   # end one that never connected (deletes its app)
     python starter.py dev-server            # the embedded Temporal dev server (SQLite under the data dir)
-    python starter.py generate-key          # a new YEC_ENCRYPTION_KEYS value
+    python starter.py generate-key [--for payload|store]   # new YEC_ENCRYPTION_KEYS / YEC_SECRET_STORE__KEYS
+    python starter.py secrets check         # can this process read and write the secret store?
+    python starter.py secrets re-encrypt    # the local store's files under its newest key
 
 Every failure is one line: exit code 2 for a mistake the operator can fix (a refused flag, a payload
 this process can't decrypt), 3 when Temporal or the worker can't be reached or doesn't answer.
@@ -36,7 +38,7 @@ from temporalio.service import RPCError
 from common.codec import UnreadablePayload
 from common.dev_server import dev_server_command
 from common.links import LinkSigner
-from common.secret_store import SecretNotFound, open_secret_store
+from common.secret_store import SecretNotFound, SecretStoreUnavailable, open_local_store, open_secret_store
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import connect, exit_process
 from control import (
@@ -201,9 +203,13 @@ async def cmd_secret(cli: Control, args: argparse.Namespace) -> None:
         value = await store.get(args.integration_id, secret.key_id)
     except SecretNotFound as exc:
         raise UserError(
-            f"{exc} (looked in the secret store at {store.directory.resolve()}: run this where the worker keeps it, "
-            "with the worker's YEC_DATA_DIR and YEC_ENCRYPTION_KEYS)"
+            f"{exc} (looked in the {store.backend} secret store at {store.location}: use the worker's "
+            "YEC_SECRET_STORE__* settings, and for the local store its YEC_DATA_DIR)"
         ) from None
+    except SecretStoreUnavailable as exc:
+        raise Unavailable(str(exc)) from None
+    finally:
+        await store.close()
     print(
         f"warning: revealing the client secret of {args.integration_id} (key {secret.key_id}, expires "
         f"{secret.expires_at:%Y-%m-%d}); paste it into the PBX and clear your terminal.",
@@ -304,9 +310,41 @@ def run_dev_server(settings: Settings, args: argparse.Namespace) -> None:
         sys.exit(0)
 
 
-def generate_key() -> None:
+def generate_key(purpose: str | None) -> None:
+    """New keys, one per purpose: a key never serves both the payloads and the secret store."""
     key_id = datetime.now(UTC).strftime("k%Y%m%d")
-    print(f"YEC_ENCRYPTION_KEYS={key_id}:{base64.b64encode(os.urandom(32)).decode()}")
+    names = {"payload": "YEC_ENCRYPTION_KEYS", "store": "YEC_SECRET_STORE__KEYS"}
+    for name in [names[purpose]] if purpose else names.values():
+        print(f"{name}={key_id}:{base64.b64encode(os.urandom(32)).decode()}")
+
+
+async def check_secret_store(settings: Settings) -> None:
+    store = open_secret_store(settings)
+    try:
+        await store.check()
+    except SecretStoreUnavailable as exc:
+        raise Unavailable(str(exc)) from None
+    finally:
+        await store.close()
+    print(f"The {store.backend} secret store at {store.location} can be read and written.")
+
+
+def re_encrypt_secret_store(settings: Settings) -> None:
+    if settings.secret_store.backend != "local":
+        raise UserError(f"re-encrypt is for the local store; the {settings.secret_store.backend} store encrypts itself")
+    store = open_local_store(settings)
+    # The payload keys may have sealed the store's files before it had keys of its own.
+    previous = settings.keys if settings.encryption_keys is not None else {}
+    done = store.re_encrypt(previous)
+    print(
+        f"{done.rewritten} secret(s) re-encrypted with the store's newest key, {done.current} already were "
+        f"({store.location})."
+    )
+    if done.unreadable:
+        raise UserError(
+            f"{len(done.unreadable)} file(s) open with none of YEC_SECRET_STORE__KEYS or YEC_ENCRYPTION_KEYS and "
+            f"were left as they are: {', '.join(str(p) for p in done.unreadable)}"
+        )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -378,7 +416,11 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--ui-port", type=int, default=8233, help="web UI port (default 8233)")
     dev.add_argument("--headless", action="store_true", help="no web UI")
 
-    sub.add_parser("generate-key", help="print a new YEC_ENCRYPTION_KEYS value")
+    keys = sub.add_parser("generate-key", help="print new keys for the payloads and the secret store")
+    keys.add_argument("--for", dest="purpose", choices=["payload", "store"], help="only this one (to rotate it)")
+
+    secrets = sub.add_parser("secrets", help="the secret store: check it, re-encrypt the local one")
+    secrets.add_argument("action", choices=["check", "re-encrypt"])
     return p
 
 
@@ -396,12 +438,19 @@ async def _run(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     if args.command == "generate-key":
-        generate_key()
+        generate_key(args.purpose)
         return
     try:
         settings = load_settings()
         if args.command == "dev-server":
             run_dev_server(settings, args)
+        if args.command == "secrets":
+            # The store only, no Temporal: these work while the worker is stopped.
+            if args.action == "check":
+                asyncio.run(check_secret_store(settings))
+            else:
+                re_encrypt_secret_store(settings)
+            exit_process(0)
         settings.keys  # noqa: B018 - a missing key is a configuration error, reported now
         asyncio.run(_run(settings, args))
     except KeyboardInterrupt:

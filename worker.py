@@ -4,7 +4,8 @@
 
 Connects to the Temporal service in settings (the local dev server by default: `python starter.py
 dev-server`), registers the custom search attributes where the server allows it, logs JSON (console
-on a TTY) through the redaction processor, and shuts down gracefully on SIGTERM / SIGINT.
+on a TTY) through the redaction processor, serves /metrics and /healthz (monitoring.py), and shuts
+down gracefully on SIGTERM / SIGINT.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from activities.notify import NotifyActivities
 from activities.provisioning import ProvisioningActivities
 from activities.schedule import ScheduleActivities
 from common.logging import configure_logging
-from common.secret_store import open_secret_store
+from common.secret_store import SecretStore, open_secret_store
 from common.settings import Settings, SettingsError, load_settings
 from common.temporal import compile_workflow_code, connect, ensure_search_attributes, exit_process
+from monitoring import sdk_runtime, serving_monitoring
 from workflows.integration import IntegrationWorkflow
 from workflows.provisioning_credential import ProvisioningCredentialWorkflow, ProvisioningWatch, watcher_id_for
 from workflows.rotation import SecretRotationWorkflow
@@ -41,7 +43,7 @@ WORKFLOWS = [IntegrationWorkflow, SecretRotationWorkflow, RotationRequestWorkflo
 
 
 @contextlib.asynccontextmanager
-async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+async def build_worker(client: Client, settings: Settings, store: SecretStore) -> AsyncIterator[Worker]:
     """A configured (not yet running) worker; closes the activities' HTTP clients afterwards."""
     for source in compile_workflow_code(WORKFLOWS):
         log.warning(
@@ -49,7 +51,7 @@ async def build_worker(client: Client, settings: Settings) -> AsyncIterator[Work
             module=str(source),
             fix="run `python -m compileall` on the install, or make its __pycache__ writable",
         )
-    provisioning = ProvisioningActivities(settings, open_secret_store(settings))
+    provisioning = ProvisioningActivities(settings, store)
     notify = NotifyActivities(settings)
     schedule = ScheduleActivities(client, settings)
     # A local activity runs in the worker running the workflow; all others go to any activity worker.
@@ -105,7 +107,14 @@ async def watch_provisioning_credential(client: Client, settings: Settings) -> N
 async def run(settings: Settings) -> None:
     settings.entra.require_provisioning_identity()
     try:
-        client = await connect(settings)
+        runtime = sdk_runtime(settings)
+    except RuntimeError as exc:
+        raise SystemExit(
+            f"error: cannot serve the Temporal SDK's metrics on 127.0.0.1:{settings.metrics.sdk_port} ({exc}); set "
+            "YEC_METRICS__SDK_PORT to a free port (or YEC_METRICS__PORT=0 to turn metrics off)"
+        ) from None
+    try:
+        client = await connect(settings, runtime)
     except RuntimeError as exc:
         raise SystemExit(
             f"error: cannot reach Temporal at {settings.temporal.address} ({exc}).\n"
@@ -119,7 +128,11 @@ async def run(settings: Settings) -> None:
         log.warning("could not register search attributes; create them on the cluster", error=str(exc))
 
     await watch_provisioning_credential(client, settings)
-    async with build_worker(client, settings) as worker:
+    store = open_secret_store(settings)
+    async with (
+        build_worker(client, settings, store) as worker,
+        serving_monitoring(client, settings, store, worker),
+    ):
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -136,6 +149,7 @@ async def run(settings: Settings) -> None:
             log.info("shutting down: finishing running activities")
             await worker.shutdown()
         await running
+    await store.close()
     log.info("worker stopped")
 
 
@@ -143,6 +157,7 @@ def main() -> None:
     try:
         settings = load_settings()
         settings.keys  # noqa: B018 - fail now, not at the first payload, if no encryption key is set
+        open_secret_store(settings)  # and not at the first secret, if the store's settings are incomplete
     except SettingsError as exc:
         sys.exit(f"error: {exc}")
     configure_logging(settings.log_level, settings.log_format)

@@ -11,6 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from common.links import LinkSigner
+from common.metrics import NOTIFICATIONS_FAILED, REMINDERS_SENT
 from common.settings import Settings
 from models import activity_names as names
 from models.activities import DeliverInput, NotifyInput
@@ -43,6 +44,7 @@ class NotifyActivities:
             next_action=n.next_action,
             escalated=req.escalate,
         )
+        REMINDERS_SENT.labels(n.severity).inc()
         return [name for name in self._channels if req.escalate or not name.startswith(ESCALATION)]
 
     @activity.defn(name=names.DELIVER_NOTIFICATION)
@@ -58,6 +60,7 @@ class NotifyActivities:
         report = await deliver(notification, [config])
         outcome = report.outcomes[0]
         if not outcome.ok:
+            NOTIFICATIONS_FAILED.labels(req.channel).inc()
             raise ApplicationError(
                 outcome.message or f"{req.channel}: {outcome.error}",
                 type=outcome.error or "DeliveryFailed",

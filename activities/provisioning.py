@@ -142,12 +142,13 @@ class ProvisioningActivities:
         try:
             return await self._secrets.get(integration_id, key_id)
         except SecretNotFound as exc:
+            store = self._secrets
             raise blocking(
                 "SecretNotInStore",
                 str(exc),
-                "The secret's value is not in this worker's secret store (different data dir or key?). "
-                "Point the worker at the right YEC_DATA_DIR / YEC_ENCRYPTION_KEYS, or retry after the "
-                "secret is re-issued.",
+                f"The secret's value is not in the {store.backend} secret store at {store.location}. Every worker "
+                "must open the same store: one YEC_DATA_DIR and YEC_SECRET_STORE__KEYS for the local store, or "
+                "YEC_SECRET_STORE__BACKEND=azure-key-vault for workers on several hosts. Then retry.",
             ) from None
 
     # ----------------------------------------------------------- preflight
@@ -350,19 +351,29 @@ class ProvisioningActivities:
         """Add a password exactly once per operation ID, even if an earlier attempt's answer was lost."""
         graph = self._graph(req.tenant_id)
         tag = OPERATION_TAG.format(req.operation_id)
-        stored = set(await self._secrets.key_ids(req.integration_id))
+        # The operation tag decides what is this operation's: only a credential carrying it is ever
+        # reused or removed here. Every other credential (a rotation's, one added by hand) is left alone,
+        # whatever the store holds.
         for credential in await graph.list_passwords(req.application_object_id):
             if tag not in (credential.display_name or ""):
                 continue
-            if credential.key_id in stored:
-                log.info("client secret already created by an earlier attempt", key_id=credential.key_id)
-                return _secret_ref(credential, req.expires_at)
-            # Created, but the value never reached the store (answer lost): it can't be recovered.
-            log.warning("removing orphaned client secret", key_id=credential.key_id)
-            await graph.remove_password(req.application_object_id, credential.key_id)
+            try:
+                await self._secrets.get(req.integration_id, credential.key_id)
+            except SecretNotFound:
+                # An earlier attempt of this operation added it and died before storing the value: the
+                # value can't be recovered and was never handed out (the workflow never saw this key).
+                log.warning(
+                    "removing this operation's client secret whose value was never stored", key_id=credential.key_id
+                )
+                await graph.remove_password(req.application_object_id, credential.key_id)
+                continue
+            log.info("client secret already created by an earlier attempt", key_id=credential.key_id)
+            return _secret_ref(credential, req.expires_at)
         display_name = f"{req.description} {tag}"
         new = await graph.add_password(req.application_object_id, display_name, req.expires_at)
-        await self._secrets.put(req.integration_id, new.key_id, new.secret_text)
+        await self._secrets.put(
+            req.integration_id, new.key_id, new.secret_text, expires_at=new.end_date_time or req.expires_at
+        )
         log.info("client secret created", key_id=new.key_id, expires=new.end_date_time)
         return _secret_ref(new, req.expires_at)
 

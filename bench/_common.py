@@ -198,6 +198,8 @@ def base_env() -> dict[str, str]:
     """This environment without YEC_* settings, with the repo importable from any working directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("YEC_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    # Several workers run at once: none serves /metrics (a fixed port each would collide).
+    env["YEC_METRICS__PORT"] = "0"
     return env
 
 
@@ -300,6 +302,7 @@ class Stack:
             **base_env(),
             **(self.sims.env if self.sims else {}),
             "YEC_ENCRYPTION_KEYS": keys,
+            "YEC_SECRET_STORE__KEYS": random_keys(),
             "YEC_DATA_DIR": str(self.run_dir / "data"),
             "YEC_TEMPORAL__TASK_QUEUE": task_queue,
             "YEC_TEMPORAL__MAX_CACHED_WORKFLOWS": str(max_cached_workflows),
@@ -324,7 +327,7 @@ async def stack(
 
 
 def random_keys() -> str:
-    """A throw-away YEC_ENCRYPTION_KEYS value for one run."""
+    """A throw-away YEC_ENCRYPTION_KEYS (or YEC_SECRET_STORE__KEYS) value for one run."""
     return "bench:" + base64.b64encode(os.urandom(32)).decode()
 
 

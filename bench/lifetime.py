@@ -61,8 +61,8 @@ from bench._common import (
 )
 from common.dev_server import test_server_binary
 from common.logging import configure_logging
-from common.secret_store import LocalSecretStore
-from common.settings import Settings
+from common.secret_store import open_local_store
+from common.settings import Settings, settings_from_env
 from common.temporal import data_converter
 from models.activities import IntegrationRef
 from models.integration import (
@@ -182,8 +182,7 @@ class Life:
         self.env, self.sims, self.worker_env, self.run_dir, self.inbox = env, sims, worker_env, run_dir, inbox
         self.client: Client = env.client
         self.task_queue = worker_env["YEC_TEMPORAL__TASK_QUEUE"]
-        settings = Settings(encryption_keys=worker_env["YEC_ENCRYPTION_KEYS"])
-        self.store = LocalSecretStore(Path(worker_env["YEC_DATA_DIR"]) / "secrets", settings.keys)
+        self.store = open_local_store(settings_from_env(worker_env))
         self.handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(workflow_id_for(INTEGRATION))
         self.workers: list[Service] = []  # the workflow worker, then the activity worker
         self.workers_started = 0
@@ -477,6 +476,7 @@ async def live(years: float, run_dir: Path, *, faults: Sequence[str] = ()) -> di
                 **base_env(),
                 **sims.env(),
                 "YEC_ENCRYPTION_KEYS": keys,
+                "YEC_SECRET_STORE__KEYS": random_keys(),
                 "YEC_DATA_DIR": str(run_dir / "data"),
                 "YEC_TEMPORAL__ADDRESS": env.client.service_client.config.target_host,
                 "YEC_TEMPORAL__TASK_QUEUE": f"life-{uuid.uuid4()}",

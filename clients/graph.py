@@ -42,6 +42,7 @@ from clients.graph_models import (
     User,
 )
 from clients.retry import DEFAULT_RETRY, RetryConfig, Sleep, call_with_retries
+from common.metrics import GRAPH_REQUESTS, GRAPH_THROTTLED
 
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 
@@ -378,8 +379,12 @@ class GraphClient:
                 ssl=self._ssl,
                 timeout=self._timeout,
             ) as response:
+                GRAPH_REQUESTS.labels(request.method, str(response.status)).inc()
+                if response.status in (429, 503):
+                    GRAPH_THROTTLED.inc()
                 return response.status, response.headers, await response.text()
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            GRAPH_REQUESTS.labels(request.method, "error").inc()
             # No (complete) answer: the request may or may not have been executed. (aiohttp itself
             # re-sends GET/PUT/DELETE once if a pooled keep-alive connection was already closed;
             # never POST/PATCH, so addPassword is never re-sent behind our back.)

@@ -7,9 +7,13 @@ import tempfile
 from pathlib import Path
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, *, durable: bool = False) -> None:
     """Write atomically with mode 0600 from the start (never briefly world-readable); missing parent
-    folders are created 0700 (mkdir's own mode only applies to the last level)."""
+    folders are created 0700 (mkdir's own mode only applies to the last level).
+
+    ``durable``: the file's data and its directory entry are on disk before this returns (fsync both),
+    so a power cut right after can't lose it: for data that exists nowhere else, like a client secret.
+    """
     for folder in reversed([path.parent, *path.parent.parents]):
         if not folder.exists():
             folder.mkdir(mode=0o700, exist_ok=True)  # exist_ok: another writer may create it meanwhile
@@ -17,7 +21,20 @@ def write_private(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
+        if durable:
+            _fsync_directory(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _fsync_directory(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

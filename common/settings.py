@@ -8,6 +8,7 @@ bad field (:func:`load_settings`).
 from __future__ import annotations
 
 import base64
+import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
@@ -17,7 +18,12 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from pydantic_settings import SettingsError as PydanticSettingsError
 
 from clients.retry import RetryConfig
@@ -179,6 +185,63 @@ class WebSettings(BaseModel):
         return self.oidc_client_id is not None
 
 
+class SecretStoreSettings(BaseModel):
+    """Where client-secret values live (common/secret_store.py). Every worker, the web app and the CLI
+    must open the same store: several hosts need ``azure-key-vault`` (or one shared data volume)."""
+
+    backend: Literal["local", "azure-key-vault"] = "local"
+    # local: AES-256-GCM keys for the store's files, "keyid:base64key,..." like YEC_ENCRYPTION_KEYS but
+    # never the same keys, so one leaked key can't open both the payloads and the secrets.
+    keys: SecretStr | None = None
+    # azure-key-vault: the vault, and who the service is to it: the provisioning app (its secret or
+    # certificate, YEC_ENTRA__*) or the Azure managed identity of the machine it runs on.
+    vault_url: HttpsUrl | None = None
+    credential: Literal["provisioning-app", "managed-identity"] = "provisioning-app"
+    managed_identity_client_id: str | None = None
+    # CA bundle for the vault's host (a simulator's local CA); None means the system trust store.
+    ca_bundle: ExistingFile | None = None
+    # Purge a deleted secret at once instead of leaving it soft-deleted for the vault's retention
+    # (needs the purge permission; impossible when the vault has purge protection).
+    purge_on_delete: bool = False
+
+    @field_validator("keys")
+    @classmethod
+    def _valid_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_encryption_keys(value)
+        return value
+
+    @model_validator(mode="after")
+    def _backend_complete(self) -> SecretStoreSettings:
+        if self.backend == "azure-key-vault" and self.vault_url is None:
+            raise ValueError("backend azure-key-vault needs vault_url (https://<name>.vault.azure.net)")
+        return self
+
+    def local_keys(self) -> dict[str, bytes]:
+        """The local store's keys by key ID, active key first. Raises SettingsError if none are set."""
+        if self.keys is None:
+            raise SettingsError(
+                ["YEC_SECRET_STORE__KEYS is not set (generate one with: python starter.py generate-key --for store)"]
+            )
+        return parse_encryption_keys(self.keys)
+
+
+class MetricsSettings(BaseModel):
+    """The worker's HTTP endpoint for Prometheus (``/metrics``) and health checks (``/healthz``)."""
+
+    host: str = "127.0.0.1"
+    # 0 turns the endpoint (and the SDK's metrics) off.
+    port: int = Field(default=9464, ge=0, le=65535)
+    # The Temporal SDK serves its own metrics here (loopback only); /metrics includes them.
+    sdk_port: int = Field(default=9465, ge=1, le=65535)
+    # How often the fleet gauges (phases, expiries, pending human actions) are read from Temporal.
+    fleet_refresh_interval: timedelta = timedelta(minutes=1)
+
+    @property
+    def enabled(self) -> bool:
+        return self.port != 0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="YEC_",
@@ -187,12 +250,30 @@ class Settings(BaseSettings):
         extra="ignore",
         # A rejected value may be a secret: errors name the field, never repeat the input.
         hide_input_in_errors=True,
+        # Docker / Kubernetes secrets: a file per setting, named like its variable
+        # (/run/secrets/YEC_ENTRA__CLIENT_SECRET); the environment and .env take precedence.
+        secrets_dir="/run/secrets",
+        secrets_dir_missing="ok",
+        secrets_nested_delimiter="__",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, NestedSecretsSettingsSource(file_secret_settings)
 
     temporal: TemporalSettings = TemporalSettings()
     entra: EntraSettings = EntraSettings()
     yeastar: YeastarSettings = YeastarSettings()
     web: WebSettings = WebSettings()
+    secret_store: SecretStoreSettings = SecretStoreSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     data_dir: Path = Path(".data")
     secret_lifetime_days: int = Field(default=180, ge=1, le=MAX_SECRET_LIFETIME_DAYS)
@@ -208,8 +289,8 @@ class Settings(BaseSettings):
     sign_in_settle_time: timedelta = timedelta(minutes=15)
     cutover_grace_period: timedelta = timedelta(hours=1)
 
-    # Payload/secret-store encryption keys: "keyid:base64key,keyid2:base64key". The first encrypts;
-    # all decrypt, so a key can be rotated by putting the new one first.
+    # Payload encryption keys (the codec): "keyid:base64key,keyid2:base64key". The first encrypts; all
+    # decrypt, so a key can be rotated by putting the new one first. The secret store has its own.
     encryption_keys: SecretStr | None = None
 
     # Where reminders go (JSON lists, see notifications/config.py); escalation after
@@ -296,6 +377,8 @@ class SettingsError(Exception):
 
 def load_settings(**overrides: object) -> Settings:
     """Build Settings, turning pydantic's error into one message that names every bad field."""
+    if secrets_dir := os.environ.get("YEC_SECRETS_DIR"):  # files per setting elsewhere than /run/secrets
+        overrides.setdefault("_secrets_dir", secrets_dir)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except PydanticSettingsError as exc:

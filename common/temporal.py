@@ -17,6 +17,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
+from temporalio.runtime import Runtime
 
 from common import search_attributes
 from common.codec import EncryptionCodec
@@ -58,7 +59,8 @@ def _tls_config(settings: Settings) -> TLSConfig | bool:
     )
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """``runtime``: the worker's, which exports the SDK's metrics (monitoring.sdk_runtime)."""
     temporal = settings.temporal
     return await Client.connect(
         temporal.address,
@@ -66,6 +68,7 @@ async def connect(settings: Settings) -> Client:
         data_converter=data_converter(settings),
         tls=_tls_config(settings),
         api_key=temporal.api_key.get_secret_value() if temporal.api_key else None,
+        runtime=runtime,
     )
 
 

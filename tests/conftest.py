@@ -61,6 +61,8 @@ from workflows.rotation_request import RotationRequestWorkflow
 OPERATOR_TOKEN = "operator-token-for-tests"
 # A fixed key so recorded histories (tests/histories) can be decoded and replayed.
 TEST_ENCRYPTION_KEYS = "test:" + base64.b64encode(b"k" * 32).decode()
+# The secret store's own key, never the payloads'.
+TEST_STORE_KEYS = "store:" + base64.b64encode(b"s" * 32).decode()
 HISTORIES_DIR = Path(__file__).parent / "histories"
 HISTORIES_MANIFEST = HISTORIES_DIR / "MANIFEST.sha256"
 
@@ -143,7 +145,12 @@ async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
 
 def settings_for(sims: RunningSimulators, data_dir: Path, **overrides: Any) -> Settings:
     """Settings exactly as a deployment gets them: YEC_* environment variables."""
-    env = {**sims.env(), "YEC_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS, "YEC_DATA_DIR": str(data_dir)}
+    env = {
+        **sims.env(),
+        "YEC_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
+        "YEC_SECRET_STORE__KEYS": TEST_STORE_KEYS,
+        "YEC_DATA_DIR": str(data_dir),
+    }
     with pytest.MonkeyPatch.context() as mp:
         for name, value in env.items():
             mp.setenv(name, value)
@@ -282,13 +289,15 @@ class Harness:
 
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[Worker]:
-        async with worker_module.build_worker(self.client, self.settings) as w, w:
+        store = open_secret_store(self.settings)
+        async with worker_module.build_worker(self.client, self.settings, store) as w, w:
             try:
                 yield w
             finally:
                 # Stop the workflows while the worker still runs, so no activity is left half-done:
                 # the time-skipping server would stay locked for the next test.
                 await self.terminate_started()
+                await store.close()
 
 
 async def wait_until(

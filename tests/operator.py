@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from simulators.harness import RunningSimulators
-from tests.conftest import TEST_ENCRYPTION_KEYS
+from tests.conftest import TEST_ENCRYPTION_KEYS, TEST_STORE_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,10 @@ def operator_env(dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path
         **os.environ,
         **sims.env(),
         "YEC_ENCRYPTION_KEYS": TEST_ENCRYPTION_KEYS,
+        "YEC_SECRET_STORE__KEYS": TEST_STORE_KEYS,
         "YEC_DATA_DIR": str(tmp_path / "data"),
+        # Tests run side by side: a worker serves metrics only where a test asks for a port.
+        "YEC_METRICS__PORT": "0",
         "YEC_TEMPORAL__ADDRESS": dev_env.client.service_client.config.target_host,
         "YEC_TEMPORAL__TASK_QUEUE": f"e2e-{uuid.uuid4()}",
         "YEC_LOG_FORMAT": "json",

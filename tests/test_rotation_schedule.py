@@ -12,13 +12,13 @@ import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_local_store
 from common.settings import Settings
 from simulators.entra.seed import ADMIN_UPN
 from simulators.harness import RunningSimulators, running_simulators
 from simulators.human import PortalHuman
 from simulators.yeastar.server import YeastarSimConfig
-from tests.conftest import TEST_ENCRYPTION_KEYS
+from tests.conftest import TEST_STORE_KEYS
 from tests.operator import Operator, operator_env, start_worker
 
 pytestmark = pytest.mark.devserver
@@ -95,5 +95,5 @@ async def test_schedule_rotates_and_survives_a_killed_worker(dev_env: WorkflowEn
     key = final["secret"]["key_id"]
     app = sims.entra.state.application(final["app"]["application_object_id"])
     assert app is not None and [p.key_id for p in app.password_credentials] == [key]
-    store = Settings(encryption_keys=TEST_ENCRYPTION_KEYS)
-    assert await LocalSecretStore(tmp_path / "data" / "secrets", store.keys).key_ids(ID) == [key]
+    store = open_local_store(Settings(secret_store={"keys": TEST_STORE_KEYS}, data_dir=tmp_path / "data"))
+    assert await store.key_ids(ID) == [key]

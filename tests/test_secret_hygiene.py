@@ -14,7 +14,7 @@ from temporalio.converter import DataConverter
 
 from common.codec import EncryptionCodec
 from common.logging import configure_logging
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_local_store
 from models.integration import Phase
 from tests.conftest import Harness, wait_for_phase
 from tests.secret_scan import decoded_payload_bytes, leaks, payloads_in
@@ -43,7 +43,7 @@ async def test_no_secret_value_outside_the_secret_store(dev: Harness, captured_l
         description = await handle.describe()
         status_json = (await handle.query(IntegrationWorkflow.status)).model_dump_json().encode()
 
-    store = LocalSecretStore(dev.settings.data_dir / "secrets", dev.settings.keys)
+    store = open_local_store(dev.settings)
     client_secret = (await store.get("hygiene", status.secret.key_id)).get_secret_value()
     assert dev.settings.entra.client_secret is not None and dev.settings.yeastar.client_secret is not None
     secrets = {

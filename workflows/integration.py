@@ -25,6 +25,7 @@ from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from common import search_attributes
+    from common.metrics import ROTATIONS
     from models import activity_names as activity
     from models.activities import (
         ActivityResult,
@@ -392,8 +393,10 @@ class IntegrationWorkflow:
         state.rotation = None
         old, new = outcome.old_secret, outcome.new_secret
         if new is None or (outcome.pbx_updated_at is None and outcome.stage != RotationStage.OLD_SECRET_EXPIRED):
+            self._count_rotation("abandoned" if outcome.stage == RotationStage.ABANDONED else "failed")
             await self._rotation_failed(outcome, known)
         elif outcome.stage == RotationStage.CUTOVER_PROVEN:
+            self._count_rotation("completed")
             self._adopt(new)
             state.rotations_completed += 1
             state.retired_keys.append(old)
@@ -401,6 +404,7 @@ class IntegrationWorkflow:
             outcome.message = f"the PBX signs in with key {new.key_id}; old key {old.key_id} retired"
             state.warnings.pop("rotation", None)
         elif outcome.pbx_updated_at is None:  # the old secret expired before anyone pasted the new one
+            self._count_rotation("expired")
             self._adopt(new)
             state.retired_keys.append(old)
             state.handed_over_at = outcome.handed_over_at
@@ -414,6 +418,7 @@ class IntegrationWorkflow:
                 f"was given the new one (key {new.key_id}): sync is down until it is pasted.",
             )
         else:  # confirmed, but the cut-over was never proven (the deadline, or the child failed)
+            self._count_rotation("completed")
             self._adopt(new)
             state.rotations_completed += 1
             if workflow.now() >= old.expires_at:
@@ -427,6 +432,13 @@ class IntegrationWorkflow:
             )
         state.last_rotation = outcome
         await self._remove_retired_keys()
+
+    @staticmethod
+    def _count_rotation(outcome: str) -> None:
+        # The SDK's meter is replay-safe: a replayed workflow task counts nothing again.
+        workflow.metric_meter().create_counter(ROTATIONS, "Rotations that ended, by outcome").add(
+            1, {"outcome": outcome}
+        )
 
     async def _rotation_failed(self, outcome: RotationStatus, known: RotationStatus) -> None:
         """Nothing was confirmed: the PBX stays on the current secret, reminders and checks resume."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from common.secret_store import LocalSecretStore, SecretNotFound
 OLD_KEY = bytes(range(32))
 NEW_KEY = bytes(range(200, 232))
 VALUE = "Xy8Q~client-secret-value.0123456789abcdef"
+EXPIRES = datetime(2027, 6, 1, tzinfo=UTC)
 
 
 def mode(path: Path) -> int:
@@ -46,7 +48,7 @@ def store(root: Path) -> LocalSecretStore:
 
 
 async def test_put_get_round_trip(store: LocalSecretStore) -> None:
-    await store.put("acme-hq", "6f1c0a8e-key", SecretStr(VALUE))
+    await store.put("acme-hq", "6f1c0a8e-key", SecretStr(VALUE), expires_at=EXPIRES)
 
     value = await store.get("acme-hq", "6f1c0a8e-key")
 
@@ -55,8 +57,8 @@ async def test_put_get_round_trip(store: LocalSecretStore) -> None:
 
 
 async def test_put_overwrites(store: LocalSecretStore, root: Path) -> None:
-    await store.put("acme-hq", "k1", SecretStr(VALUE))
-    await store.put("acme-hq", "k1", SecretStr("a-second-secret-value"))
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
+    await store.put("acme-hq", "k1", SecretStr("a-second-secret-value"), expires_at=EXPIRES)
 
     assert (await store.get("acme-hq", "k1")).get_secret_value() == "a-second-secret-value"
     assert [p.name for p in (root / "acme-hq").iterdir()] == ["k1.secret"]  # no temporary file left behind
@@ -64,7 +66,7 @@ async def test_put_overwrites(store: LocalSecretStore, root: Path) -> None:
 
 @pytest.mark.usefixtures("umask_022")
 async def test_file_is_private_and_encrypted(store: LocalSecretStore, root: Path) -> None:
-    await store.put("acme-hq", "k1", SecretStr(VALUE))
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
 
     file = root / "acme-hq" / "k1.secret"
     assert mode(file) == 0o600
@@ -77,7 +79,7 @@ async def test_file_is_private_and_encrypted(store: LocalSecretStore, root: Path
 
 @pytest.mark.usefixtures("umask_022")
 async def test_store_root_is_private_too(store: LocalSecretStore, root: Path) -> None:
-    await store.put("acme-hq", "k1", SecretStr(VALUE))
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
 
     assert mode(root) == 0o700
 
@@ -85,12 +87,12 @@ async def test_store_root_is_private_too(store: LocalSecretStore, root: Path) ->
 async def test_put_and_get_register_the_value_for_log_scrubbing(root: Path) -> None:
     writer = LocalSecretStore(root, {"old": OLD_KEY})
     value = "registered-by-put-0123456789"
-    await writer.put("acme-hq", "k1", SecretStr(value))
+    await writer.put("acme-hq", "k1", SecretStr(value), expires_at=EXPIRES)
     assert scrub(f"leaked {value}!") == f"leaked {REDACTED}!"
 
     # A file written by another process: get() registers what it reveals.
     other = "written-elsewhere-0123456789"
-    await writer.put("acme-hq", "k2", SecretStr(other))
+    await writer.put("acme-hq", "k2", SecretStr(other), expires_at=EXPIRES)
     common_logging._known_secrets.discard(other)  # as if this process had never seen it
     assert scrub(other) == other
     await LocalSecretStore(root, {"old": OLD_KEY}).get("acme-hq", "k2")
@@ -106,7 +108,7 @@ async def test_missing_secret(store: LocalSecretStore) -> None:
 async def test_moved_file_fails_its_integrity_check(
     store: LocalSecretStore, root: Path, integration_id: str, key_id: str
 ) -> None:
-    await store.put("acme-hq", "k1", SecretStr(VALUE))
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
     target = root / integration_id / f"{key_id}.secret"
     target.parent.mkdir(exist_ok=True)
     shutil.copyfile(root / "acme-hq" / "k1.secret", target)
@@ -118,7 +120,7 @@ async def test_moved_file_fails_its_integrity_check(
 
 
 async def test_tampered_file_fails_its_integrity_check(store: LocalSecretStore, root: Path) -> None:
-    await store.put("acme-hq", "k1", SecretStr(VALUE))
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
     file = root / "acme-hq" / "k1.secret"
     blob = bytearray(file.read_bytes())
     blob[-1] ^= 0x01
@@ -129,12 +131,12 @@ async def test_tampered_file_fails_its_integrity_check(store: LocalSecretStore, 
 
 
 async def test_key_rotation(store: LocalSecretStore, root: Path) -> None:
-    await store.put("acme-hq", "before", SecretStr(VALUE))
+    await store.put("acme-hq", "before", SecretStr(VALUE), expires_at=EXPIRES)
     rotated = LocalSecretStore(root, {"new": NEW_KEY, "old": OLD_KEY})
 
     assert (await rotated.get("acme-hq", "before")).get_secret_value() == VALUE
 
-    await rotated.put("acme-hq", "after", SecretStr("written-after-rotation-0123"))
+    await rotated.put("acme-hq", "after", SecretStr("written-after-rotation-0123"), expires_at=EXPIRES)
     assert (root / "acme-hq" / "after.secret").read_bytes().startswith(b"new\n")
     new_only = LocalSecretStore(root, {"new": NEW_KEY})
     assert (await new_only.get("acme-hq", "after")).get_secret_value() == "written-after-rotation-0123"
@@ -142,13 +144,12 @@ async def test_key_rotation(store: LocalSecretStore, root: Path) -> None:
     with pytest.raises(SecretNotFound) as info:
         await new_only.get("acme-hq", "before")
     message = str(info.value)
-    assert "encryption key 'old'" in message
-    assert "no longer configured in YEC_ENCRYPTION_KEYS" in message
+    assert "store key 'old', which is not in YEC_SECRET_STORE__KEYS" in message
     assert VALUE not in message
 
 
 async def test_a_different_key_under_the_same_id_fails_integrity(store: LocalSecretStore, root: Path) -> None:
-    await store.put("acme-hq", "k1", SecretStr(VALUE))
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
 
     with pytest.raises(SecretNotFound, match="integrity"):
         await LocalSecretStore(root, {"old": NEW_KEY}).get("acme-hq", "k1")
@@ -172,7 +173,7 @@ async def test_unsafe_names_are_rejected(
     store: LocalSecretStore, tmp_path: Path, integration_id: str, key_id: str
 ) -> None:
     with pytest.raises(ValueError, match="unsafe name"):
-        await store.put(integration_id, key_id, SecretStr(VALUE))
+        await store.put(integration_id, key_id, SecretStr(VALUE), expires_at=EXPIRES)
     with pytest.raises(ValueError, match="unsafe name"):
         await store.get(integration_id, key_id)
     with pytest.raises(ValueError, match="unsafe name"):
@@ -183,7 +184,7 @@ async def test_unsafe_names_are_rejected(
 
 async def test_dot_dot_integration_id_is_rejected(store: LocalSecretStore, root: Path) -> None:
     with pytest.raises(ValueError, match="unsafe name"):
-        await store.put("..", "escaped", SecretStr(VALUE))
+        await store.put("..", "escaped", SecretStr(VALUE), expires_at=EXPIRES)
 
     assert not (root.parent / "escaped.secret").exists()
 
@@ -196,8 +197,8 @@ async def test_unsafe_integration_id_in_key_ids(store: LocalSecretStore) -> None
 async def test_key_ids_and_delete(store: LocalSecretStore) -> None:
     assert await store.key_ids("acme-hq") == []
     for key_id in ("k2", "k1", "v1.2"):
-        await store.put("acme-hq", key_id, SecretStr(f"{key_id}-secret-value"))
-    await store.put("other-pbx", "k9", SecretStr(VALUE))
+        await store.put("acme-hq", key_id, SecretStr(f"{key_id}-secret-value"), expires_at=EXPIRES)
+    await store.put("other-pbx", "k9", SecretStr(VALUE), expires_at=EXPIRES)
 
     assert await store.key_ids("acme-hq") == ["k1", "k2", "v1.2"]
     assert await store.key_ids("other-pbx") == ["k9"]

@@ -11,7 +11,7 @@ import pytest
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_local_store
 from models.integration import (
     REQUIRED_GRAPH_PERMISSIONS,
     ConsentConfirmation,
@@ -37,7 +37,7 @@ async def connect_pbx_as_human(h: Harness, handle: WorkflowHandle[Any, Any]) -> 
     """Step 6 as the admin does it: paste IDs + secret in the portal, sign in, Accept, then confirm."""
     status = await wait_until(handle, lambda s: s.steps[Step.CONNECT_PBX].state == StepState.WAITING, "the card")
     assert status.app is not None and status.secret is not None
-    store = LocalSecretStore(h.settings.data_dir / "secrets", h.settings.keys)
+    store = open_local_store(h.settings)
     secret = await store.get(status.integration_id, status.secret.key_id)
     async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
         await human.save_app_registration(status.app.client_id, status.app.tenant_id, secret)

@@ -12,7 +12,7 @@ from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 
 from common.codec import EncryptionCodec
-from common.secret_store import LocalSecretStore
+from common.secret_store import open_local_store
 from models.integration import (
     ConsentConfirmation,
     IntegrationStatus,
@@ -37,7 +37,7 @@ async def paste_new_secret_as_human(h: Harness, handle: WorkflowHandle[Any, Any]
         "waiting for the PBX update",
     )
     assert status.rotation is not None and status.rotation.new_secret is not None and status.app is not None
-    store = LocalSecretStore(h.settings.data_dir / "secrets", h.settings.keys)
+    store = open_local_store(h.settings)
     secret = await store.get(status.integration_id, status.rotation.new_secret.key_id)
     async with PortalHuman(h.sims.yeastar.url, h.sims.ca.ca_file) as human:
         await human.save_app_registration(status.app.client_id, status.app.tenant_id, secret)
@@ -59,7 +59,7 @@ async def test_rotation_replaces_the_secret_and_removes_only_the_old_key(ts: Har
         connected = await connect_pbx_as_human(ts, handle)
         assert connected.secret is not None
         old_key = connected.secret.key_id
-        store = LocalSecretStore(ts.settings.data_dir / "secrets", ts.settings.keys)
+        store = open_local_store(ts.settings)
         values = [(await store.get("rot", old_key)).get_secret_value()]
 
         rotation = await ts.rotate("rot")
