@@ -304,9 +304,6 @@ async def serving_monitoring(
         access_log=None,
     )
     await runner.setup()
-    refresher = asyncio.create_task(
-        refresh_fleet(Control(client, settings, answer_within=_QUERY_WITHIN), gauges, metrics.fleet_refresh_interval)
-    )
     try:
         try:
             await web.TCPSite(runner, metrics.host, metrics.port).start()
@@ -316,10 +313,14 @@ async def serving_monitoring(
                 "YEC_METRICS__PORT to a free port (0 turns metrics off)"
             ) from None
         log.info("serving /metrics and /healthz", address=f"http://{metrics.host}:{metrics.port}")
-        yield
+        control = Control(client, settings, answer_within=_QUERY_WITHIN)
+        refresher = asyncio.create_task(refresh_fleet(control, gauges, metrics.fleet_refresh_interval))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
     finally:
-        refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refresher
         await runner.cleanup()
         REGISTRY.unregister(gauges)

@@ -166,6 +166,9 @@ def main() -> None:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         exit_process(2)
+    except SystemExit as exc:  # a one-line reason; exit_process, as the SDK's threads may still run
+        print(exc.code, file=sys.stderr)
+        exit_process(1)
     exit_process(0)
 
 

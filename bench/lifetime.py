@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
@@ -61,8 +62,8 @@ from bench._common import (
 )
 from common.dev_server import test_server_binary
 from common.logging import configure_logging
-from common.secret_store import open_local_store
-from common.settings import Settings, settings_from_env
+from common.secret_store import LocalSecretStore
+from common.settings import Settings, parse_encryption_keys
 from common.temporal import data_converter
 from models.activities import IntegrationRef
 from models.integration import (
@@ -182,7 +183,8 @@ class Life:
         self.env, self.sims, self.worker_env, self.run_dir, self.inbox = env, sims, worker_env, run_dir, inbox
         self.client: Client = env.client
         self.task_queue = worker_env["YEC_TEMPORAL__TASK_QUEUE"]
-        self.store = open_local_store(settings_from_env(worker_env))
+        store_keys = parse_encryption_keys(SecretStr(worker_env["YEC_SECRET_STORE__KEYS"]))
+        self.store = LocalSecretStore(Path(worker_env["YEC_DATA_DIR"]) / "secrets", store_keys)
         self.handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(workflow_id_for(INTEGRATION))
         self.workers: list[Service] = []  # the workflow worker, then the activity worker
         self.workers_started = 0

@@ -14,6 +14,19 @@ SECRET_EXPIRY = SearchAttributeKey.for_datetime("SecretExpiry")
 
 ALL = (INTEGRATION_ID, INTEGRATION_PHASE, TENANT_ID, SECRET_EXPIRY)
 
+# SQL visibility (PostgreSQL 12+, MySQL 8.0.17+, SQLite: the fleet deployment and the dev server) has a
+# fixed number of columns per type for custom attributes in each namespace (Temporal's platform limits
+# sheet); Elasticsearch has no such per-type limit. Every attribute added here must fit these.
+SQL_VISIBILITY_LIMITS = {
+    "BOOL": 3,
+    "DATETIME": 3,
+    "DOUBLE": 3,
+    "INT": 3,
+    "KEYWORD": 10,
+    "KEYWORD_LIST": 3,
+    "TEXT": 3,
+}
+
 
 def dev_server_flags() -> list[str]:
     """`temporal server start-dev` arguments that register every attribute up front."""

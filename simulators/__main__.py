@@ -1,12 +1,15 @@
 """Run the simulators until SIGINT/SIGTERM, keeping their state under a data directory.
 
-    python -m simulators all --data-dir .data/sim --entra-port 8443 --yeastar-port 8444
+    python -m simulators all --data-dir .data/sim --entra-port 8443 --yeastar-port 8444 --keyvault-port 8445
     python -m simulators entra --data-dir .data/sim --replication-delay 2 --throttle-every 0
     python -m simulators yeastar --data-dir .data/sim --entra-url https://localhost:8443
 
 ``{data-dir}/simulators.env`` (mode 0600) receives the YEC_* settings that point the service at the
 simulators. It holds the provisioning secret and the Yeastar API secret, and is read back on the next
 start so both secrets stay the same across restarts. Nothing printed contains a secret.
+
+``all`` also runs a Key Vault simulator trusting that Entra's tokens. It is not in the settings file (the
+local secret store stays the default) and keeps its secrets in memory only.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from common.logging import configure_logging
 from simulators.clock import OffsetClock
 from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import entra_env, running_simulators, yeastar_env
+from simulators.keyvault import KeyVaultSimulator
 from simulators.tls import load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 
@@ -58,9 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--sync-interval", type=float, default=5.0, help="portal sync, seconds")
     group.add_argument("--extensions", type=int, default=5, help="seeded extensions (on first start)")
 
+    keyvault = argparse.ArgumentParser(add_help=False)
+    group = keyvault.add_argument_group("Key Vault simulator")
+    group.add_argument("--keyvault-port", type=int, default=8445)
+
     parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("all", parents=[common, entra, yeastar], help="both simulators, one CA, one clock")
+    commands.add_parser("all", parents=[common, entra, yeastar, keyvault], help="every simulator, one CA, one clock")
     commands.add_parser("entra", parents=[common, entra], help="Entra ID + Graph only")
     alone = commands.add_parser("yeastar", parents=[common, yeastar], help="Yeastar PBX only")
     alone.add_argument("--entra-url", help="an Entra simulator for the portal's sync")
@@ -118,6 +126,7 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
     lines: list[str] = []
     entra_sim: EntraSimulator | None = None
     yeastar_sim: YeastarSimulator | None = None
+    keyvault_sim: KeyVaultSimulator | None = None
     async with AsyncExitStack() as stack:
         if args.command == "all":
             sims = await stack.enter_async_context(
@@ -127,11 +136,12 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
                     yeastar=_yeastar_config(args, data_dir, env),
                     entra_port=args.entra_port,
                     yeastar_port=args.yeastar_port,
+                    keyvault_port=args.keyvault_port,
                     host=args.host,
                 )
             )
             env.update(sims.env())
-            entra_sim, yeastar_sim, ca = sims.entra, sims.yeastar, sims.ca
+            entra_sim, yeastar_sim, keyvault_sim, ca = sims.entra, sims.yeastar, sims.keyvault, sims.ca
         else:
             ca = load_or_create_local_ca(data_dir / "ca")
             context = server_ssl_context(ca)
@@ -167,6 +177,11 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
                 f"Yeastar simulator: {yeastar_sim.url}  (firmware "
                 f"{yeastar_sim.config.firmware_version}, {len(yeastar_sim.state.extensions)} "
                 f"extensions; portal {yeastar_sim.url}/_sim/portal/microsoft365)"
+            )
+        if keyvault_sim is not None:
+            lines.append(
+                f"Key Vault simulator: {keyvault_sim.url}  (vault {keyvault_sim.config.vault_name}, secrets in "
+                "memory; YEC_SECRET_STORE__BACKEND=azure-key-vault and __VAULT_URL, __CA_BUNDLE select it)"
             )
         lines.append(f"CA bundle:         {ca.ca_file}")
         lines.append(f"Settings:          {env_file} (0600, holds the secrets: source it or use it as .env)")

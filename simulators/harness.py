@@ -1,10 +1,10 @@
-"""Run the Entra and Yeastar simulators in-process with one local CA and one clock.
+"""Run the Entra, Yeastar and Key Vault simulators in-process with one local CA and one clock.
 
 Used by tests, the demo and the benchmarks::
 
     async with running_simulators(tmp_path) as sims:
         settings = load_settings(**...)  # or os.environ.update(sims.env())
-        sims.clock.advance(3600)         # moves both simulators
+        sims.clock.advance(3600)         # moves every simulator
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from simulators.clock import Clock, OffsetClock
 from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
+from simulators.keyvault import KeyVaultSimConfig, KeyVaultSimulator, start_keyvault_simulator
 from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 
@@ -49,11 +50,22 @@ class RunningSimulators:
     ca: LocalCA
     entra: EntraSimulator
     yeastar: YeastarSimulator
+    keyvault: KeyVaultSimulator
     clock: Clock
 
     def env(self) -> dict[str, str]:
         """Environment variables for :class:`common.settings.Settings` (they hold secrets)."""
         return {**entra_env(self.entra, self.ca), **yeastar_env(self.yeastar, self.ca)}
+
+    def keyvault_env(self) -> dict[str, str]:
+        """The YEC_SECRET_STORE__* settings that keep client secrets in the Key Vault simulator; not part
+        of :meth:`env`, so the local store stays the default. The service signs in to the vault as the
+        provisioning app (``env()``'s YEC_ENTRA__*)."""
+        return {
+            "YEC_SECRET_STORE__BACKEND": "azure-key-vault",
+            "YEC_SECRET_STORE__VAULT_URL": self.keyvault.url,
+            "YEC_SECRET_STORE__CA_BUNDLE": str(self.ca.ca_file),
+        }
 
 
 @asynccontextmanager
@@ -62,15 +74,18 @@ async def running_simulators(
     *,
     entra: EntraSimConfig | None = None,
     yeastar: YeastarSimConfig | None = None,
+    keyvault: KeyVaultSimConfig | None = None,
     clock: Clock | None = None,
     entra_port: int = 0,
     yeastar_port: int = 0,
+    keyvault_port: int = 0,
     host: str = "localhost",
 ) -> AsyncIterator[RunningSimulators]:
-    """Start both simulators (CA under ``directory/ca``); the Yeastar portal syncs from this Entra."""
+    """Start the simulators (CA under ``directory/ca``); the Yeastar portal syncs from this Entra, and
+    the vault accepts this Entra's tokens."""
     ca = load_or_create_local_ca(directory / "ca")
     context = server_ssl_context(ca)
-    # One clock for both, so advancing it (here or via /_sim/clock/advance) moves both.
+    # One clock for all, so advancing it (here or via /_sim/clock/advance) moves every simulator.
     clock = clock or OffsetClock()
     async with AsyncExitStack() as stack:
         entra_sim = await start_entra_simulator(
@@ -82,4 +97,8 @@ async def running_simulators(
             yeastar_config = dataclasses.replace(yeastar_config, entra_url=entra_sim.url, entra_ca_file=ca.ca_file)
         yeastar_sim = await start_yeastar_simulator(yeastar_config, context, host=host, port=yeastar_port, clock=clock)
         stack.push_async_callback(yeastar_sim.stop)
-        yield RunningSimulators(ca=ca, entra=entra_sim, yeastar=yeastar_sim, clock=clock)
+        keyvault_sim = await start_keyvault_simulator(
+            keyvault or KeyVaultSimConfig(), context, issuer=entra_sim, host=host, port=keyvault_port, clock=clock
+        )
+        stack.push_async_callback(keyvault_sim.stop)
+        yield RunningSimulators(ca=ca, entra=entra_sim, yeastar=yeastar_sim, keyvault=keyvault_sim, clock=clock)

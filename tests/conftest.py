@@ -49,6 +49,7 @@ from models.integration import (
 from simulators.clock import CallableClock, Clock, OffsetClock
 from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
 from simulators.harness import RunningSimulators, running_simulators
+from simulators.keyvault import KeyVaultSimConfig, KeyVaultSimulator, start_keyvault_simulator
 from simulators.tls import LocalCA, load_or_create_local_ca, server_ssl_context
 from simulators.yeastar.server import YeastarSimConfig, YeastarSimulator, start_yeastar_simulator
 from tests.receivers import SIGNING_SECRET, Receiver, running_receiver
@@ -68,6 +69,7 @@ HISTORIES_MANIFEST = HISTORIES_DIR / "MANIFEST.sha256"
 
 StartEntra = Callable[..., Awaitable[EntraSimulator]]
 StartYeastar = Callable[..., Awaitable[YeastarSimulator]]
+StartKeyVault = Callable[..., Awaitable[KeyVaultSimulator]]
 
 
 @pytest.fixture(scope="session")
@@ -120,6 +122,22 @@ def start_yeastar(
 
     async def start(**fields: Any) -> YeastarSimulator:
         return stop_at_end(await start_yeastar_simulator(YeastarSimConfig(**fields), server_ssl, clock=OffsetClock()))
+
+    return start
+
+
+@pytest.fixture
+def start_keyvault(
+    server_ssl: ssl.SSLContext, stop_at_end: Callable[[KeyVaultSimulator], KeyVaultSimulator]
+) -> StartKeyVault:
+    """Start a Key Vault simulator that trusts ``entra``'s tokens, on its clock:
+    ``start_keyvault(entra, config)`` or ``start_keyvault(entra, **config_fields)``."""
+
+    async def start(entra: EntraSimulator, config: KeyVaultSimConfig | None = None, **fields: Any) -> KeyVaultSimulator:
+        simulator = await start_keyvault_simulator(
+            config or KeyVaultSimConfig(**fields), server_ssl, issuer=entra, clock=entra.clock
+        )
+        return stop_at_end(simulator)
 
     return start
 

@@ -8,6 +8,9 @@ SIM_TENANT_ID = "11111111-1111-4111-8111-111111111111"
 PROVISIONING_APP_ID = "22222222-2222-4222-8222-222222222222"
 GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 GRAPH_RESOURCE = "https://graph.microsoft.com"
+# Azure Key Vault's first-party app and the resource (token audience) of its data plane.
+KEY_VAULT_APP_ID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093"
+KEY_VAULT_RESOURCE = "https://vault.azure.net"
 # Microsoft's own tenant: the owner organisation of first-party service principals such as Graph.
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 TENANT_DOMAIN = "contoso-sim.onmicrosoft.com"

@@ -25,6 +25,8 @@ from cryptography import x509
 from simulators.entra.catalog import (
     GRAPH_APP_ID,
     GRAPH_RESOURCE,
+    KEY_VAULT_APP_ID,
+    KEY_VAULT_RESOURCE,
     OIDC_SCOPES,
     ROLE_BY_VALUE,
     SCOPE_BY_ID,
@@ -129,6 +131,11 @@ def _graph_scope_names(scopes: list[str]) -> list[str]:
 def _is_graph_default_scope(ctx: SimContext, scope: str) -> bool:
     resource, _, suffix = scope.rpartition("/")
     return suffix == ".default" and resource.rstrip("/") in (GRAPH_RESOURCE, GRAPH_APP_ID, ctx.base_url)
+
+
+def _is_key_vault_default_scope(scope: str) -> bool:
+    resource, _, suffix = scope.rpartition("/")
+    return suffix == ".default" and resource.rstrip("/") in (KEY_VAULT_RESOURCE, KEY_VAULT_APP_ID)
 
 
 def missing_parameter(name: str) -> OAuthError:
@@ -281,7 +288,8 @@ async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]
             f"The provided value for scope {' '.join(scopes) or '(empty)'} is not valid. Client credential flows "
             "must have a scope value with /.default suffixed to the resource identifier (application ID URI).",
         )
-    if not _is_graph_default_scope(ctx, scopes[0]):
+    key_vault = _is_key_vault_default_scope(scopes[0])
+    if not key_vault and not _is_graph_default_scope(ctx, scopes[0]):
         raise OAuthError(
             400,
             "invalid_resource",
@@ -323,7 +331,10 @@ async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]
         record_sign_in(ctx, now, error_code=exc.aadsts, failure_reason=exc.description, **sign_in)
         raise
     certificate = credential["credential_type"] == "certificate"
-    token = issue_app_token(ctx, app, sp, graph_roles_of(ctx, sp), certificate=certificate, now=now)
+    if key_vault:  # the vault authorizes by its own access policy: no Graph roles in its tokens
+        token = issue_app_token(ctx, app, sp, [], certificate=certificate, now=now, audience=KEY_VAULT_RESOURCE)
+    else:
+        token = issue_app_token(ctx, app, sp, graph_roles_of(ctx, sp), certificate=certificate, now=now)
     record_sign_in(ctx, now, **sign_in, **credential)
     lifetime = int(ACCESS_TOKEN_LIFETIME.total_seconds())
     return {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token}

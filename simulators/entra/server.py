@@ -8,14 +8,12 @@ await sim.stop()
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import random
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -37,7 +35,8 @@ from simulators.entra.seed import (
     reconcile_provisioning_app,
 )
 from simulators.entra.state import EntraState, RequestRecord
-from simulators.entra.tokens import authenticate
+from simulators.entra.tokens import authenticate, decode
+from simulators.sockets import bind, https_url
 
 __all__ = ["EntraSimulator", "start_entra_simulator"]
 
@@ -122,38 +121,6 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     return await _login(request, handler, ctx)
 
 
-def _listening_socket(family: socket.AddressFamily, address: str, port: int) -> socket.socket:
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((address, port))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def _bind(host: str, port: int) -> list[socket.socket]:
-    """Sockets for ``host``. For "localhost" both loopbacks on one port, so a client reaches this
-    server whichever address ``localhost`` resolves to first."""
-    if host != "localhost":
-        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        return [_listening_socket(family, str(address[0]), port)]
-    for _ in range(20):
-        v4 = _listening_socket(socket.AF_INET, "127.0.0.1", port)
-        try:
-            v6 = _listening_socket(socket.AF_INET6, "::1", v4.getsockname()[1])
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE and port == 0:
-                v4.close()
-                continue
-            return [v4]  # no IPv6 loopback on this machine
-        return [v4, v6]
-    raise OSError(errno.EADDRINUSE, "no port free on both 127.0.0.1 and ::1")
-
-
 class EntraSimulator:
     """A running simulator. ``state`` is live: tests may inspect it (and mutate it with care)."""
 
@@ -187,6 +154,12 @@ class EntraSimulator:
     def authority(self) -> str:
         """The MSAL authority: ``{url}/{tenant}``."""
         return f"{self.url}/{self.config.tenant_id}"
+
+    async def verify_access_token(self, token: str) -> dict[str, Any]:
+        """The claims of an access token this simulator issued, after checking its signature and expiry
+        (by the simulator clock): how another simulator, such as Key Vault, validates its callers.
+        Raises TokenInvalid (TokenExpired once its lifetime has passed)."""
+        return decode(self._ctx, token, "access", await self._ctx.now())
 
     async def flush(self) -> None:
         """Write pending state to the state file now (it is otherwise written shortly after changes)."""
@@ -232,17 +205,13 @@ async def start_entra_simulator(
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
     await runner.setup()
     try:
-        sockets = _bind(host, port)
+        sockets = bind(host, port)
         for sock in sockets:
             await web.SockSite(runner, sock, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         await persister.close()
         raise
-    bound_port = sockets[0].getsockname()[1]
-    url_host = "localhost" if host in ("localhost", "0.0.0.0", "::", "") else host
-    if ":" in url_host:
-        url_host = f"[{url_host}]"
-    ctx.base_url = f"https://{url_host}:{bound_port}"
+    ctx.base_url = https_url(host, sockets[0].getsockname()[1])
     log.info("Entra simulator listening on %s (tenant %s)", ctx.base_url, config.tenant_id)
     return EntraSimulator(ctx, runner, persister)

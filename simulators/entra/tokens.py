@@ -59,10 +59,17 @@ def _issuer(ctx: SimContext) -> str:
 
 
 def issue_app_token(
-    ctx: SimContext, app: Application, sp: ServicePrincipal, roles: list[str], *, certificate: bool, now: datetime
+    ctx: SimContext,
+    app: Application,
+    sp: ServicePrincipal,
+    roles: list[str],
+    *,
+    certificate: bool,
+    now: datetime,
+    audience: str = GRAPH_RESOURCE,
 ) -> str:
     claims: dict[str, Any] = {
-        "aud": GRAPH_RESOURCE,
+        "aud": audience,
         "iss": _issuer(ctx),
         **_times(ctx, now, ACCESS_TOKEN_LIFETIME),
         "app_displayname": app.display_name,
@@ -151,6 +158,10 @@ class TokenInvalid(Exception):
     pass
 
 
+class TokenExpired(TokenInvalid):
+    """A well-formed token of ours whose lifetime has passed."""
+
+
 def decode(ctx: SimContext, token: str, kind: TokenKind, now: datetime) -> dict[str, Any]:
     """Verify signature, kind and expiry."""
     key = base64.b64decode(ctx.state.signing_key)
@@ -166,7 +177,7 @@ def decode(ctx: SimContext, token: str, kind: TokenKind, now: datetime) -> dict[
     if claims.get("sim_typ") != kind:
         raise TokenInvalid("Access token validation failure. Invalid audience.")
     if claims.get("exp", 0) <= ctx.token_time(now).timestamp():
-        raise TokenInvalid("Lifetime validation failed, the token is expired.")
+        raise TokenExpired("Lifetime validation failed, the token is expired.")
     return claims
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from temporalio.common import SearchAttributeIndexedValueType
@@ -55,3 +56,10 @@ def test_headless_dev_server_has_no_ui(tmp_path: Path) -> None:
 
     assert command[-1] == "--headless"
     assert "--ui-port" not in command
+
+
+def test_attributes_fit_sql_visibility_limits() -> None:
+    """PostgreSQL-backed Temporal (docker-compose) must be able to hold every attribute we set."""
+    used = Counter(SearchAttributeIndexedValueType(key.indexed_value_type).name for key in search_attributes.ALL)
+    for value_type, count in used.items():
+        assert count <= search_attributes.SQL_VISIBILITY_LIMITS[value_type], value_type

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from common import logging as common_logging
 from common.logging import REDACTED, scrub
-from common.secret_store import LocalSecretStore, SecretNotFound
+from common.secret_store import LocalSecretStore, SecretNotFound, SecretStoreUnavailable
 
 OLD_KEY = bytes(range(32))
 NEW_KEY = bytes(range(200, 232))
@@ -210,3 +210,48 @@ async def test_key_ids_and_delete(store: LocalSecretStore) -> None:
     with pytest.raises(SecretNotFound):
         await store.get("acme-hq", "k2")
     assert (await store.get("acme-hq", "v1.2")).get_secret_value() == "v1.2-secret-value"
+
+
+async def test_re_encrypt_moves_every_file_to_the_active_key(root: Path) -> None:
+    """Files sealed by the payload keys (before the store had its own) or by a retired store key are
+    rewritten with the newest; a file nothing opens is reported and left alone; a second run is a no-op."""
+    await LocalSecretStore(root, {"payload": OLD_KEY}).put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
+    await LocalSecretStore(root, {"retired": NEW_KEY}).put("acme-hq", "k2", SecretStr(VALUE), expires_at=EXPIRES)
+    stranger = os.urandom(32)
+    await LocalSecretStore(root, {"lost": stranger}).put("other-pbx", "k3", SecretStr(VALUE), expires_at=EXPIRES)
+    store = LocalSecretStore(root, {"store": bytes(range(100, 132)), "retired": NEW_KEY})
+
+    done = store.re_encrypt({"payload": OLD_KEY})
+
+    assert (done.rewritten, done.current, done.unreadable) == (2, 0, [root / "other-pbx" / "k3.secret"])
+    only_new = LocalSecretStore(root, {"store": bytes(range(100, 132))})
+    for key_id in ("k1", "k2"):
+        assert (await only_new.get("acme-hq", key_id)).get_secret_value() == VALUE
+    assert mode(root / "acme-hq" / "k1.secret") == 0o600
+    again = store.re_encrypt({"payload": OLD_KEY})
+    assert (again.rewritten, again.current, len(again.unreadable)) == (0, 2, 1)
+
+
+async def test_writes_are_durable(store: LocalSecretStore, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file and then its directory are fsynced before put returns: the value exists nowhere else."""
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    await store.put("acme-hq", "k1", SecretStr(VALUE), expires_at=EXPIRES)
+
+    assert len(synced) == 2
+    assert Path(synced[0]).parent == root / "acme-hq" and Path(synced[0]).name.startswith(".k1.secret.")
+    assert synced[1] == str(root / "acme-hq")
+
+
+async def test_check_reports_an_unusable_directory(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+
+    with pytest.raises(SecretStoreUnavailable, match=r"local secret store at .*a-file/secrets"):
+        await LocalSecretStore(blocked / "secrets", {"k": OLD_KEY}).check()

@@ -469,3 +469,48 @@ def test_settings_from_env_reads_a_mapping_like_the_environment(monkeypatch: pyt
     assert settings.entra.tenant_id == "11111111-1111-4111-8111-111111111111"
     assert settings.temporal.namespace == "ops" and settings.secret_lifetime_days == 90
     assert "YEC_ENTRA__TENANT_ID" not in os.environ
+
+
+# --- secrets from files, the secret store's settings -------------------------------------------
+
+
+def test_secrets_come_from_files_named_like_their_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Docker secrets: /run/secrets/<VARIABLE>, here YEC_SECRETS_DIR; the environment still wins."""
+    folder = tmp_path / "run-secrets"
+    folder.mkdir()
+    (folder / "YEC_ENTRA__CLIENT_SECRET").write_text("from-a-file~secret\n")
+    (folder / "YEC_SECRET_STORE__KEYS").write_text(f"store:{b64(NEW_KEY)}")
+    (folder / "YEC_ENCRYPTION_KEYS").write_text(f"file:{b64(OLD_KEY)}")
+    set_env(monkeypatch, YEC_SECRETS_DIR=str(folder), YEC_ENCRYPTION_KEYS=f"env:{b64(NEW_KEY)}")
+
+    settings = load_settings()
+
+    assert settings.entra.client_secret is not None
+    assert settings.entra.client_secret.get_secret_value() == "from-a-file~secret"  # the newline stripped
+    assert settings.secret_store.local_keys() == {"store": NEW_KEY}
+    assert list(settings.keys) == ["env"]
+
+
+def test_the_local_store_needs_keys_of_its_own() -> None:
+    settings = load_settings(encryption_keys=f"payload:{b64(NEW_KEY)}")
+
+    with pytest.raises(SettingsError, match=r"YEC_SECRET_STORE__KEYS is not set.*generate-key --for store"):
+        settings.secret_store.local_keys()
+
+
+def test_key_vault_backend_needs_an_https_vault_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, YEC_SECRET_STORE__BACKEND="azure-key-vault")
+    assert "backend azure-key-vault needs vault_url" in str(load_error())
+
+    set_env(monkeypatch, YEC_SECRET_STORE__VAULT_URL="http://vault.example")
+    assert "YEC_SECRET_STORE__VAULT_URL: Value error, must be an https:// URL" in str(load_error())
+
+
+def test_a_malformed_store_key_is_named_without_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret_looking = b64(b"s" * 16)
+    set_env(monkeypatch, YEC_SECRET_STORE__KEYS=f"short:{secret_looking}")
+
+    message = str(load_error())
+
+    assert "YEC_SECRET_STORE__KEYS" in message and "must be 32 bytes" in message
+    assert secret_looking not in message
