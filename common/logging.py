@@ -130,8 +130,9 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # MSAL and urllib3 are chatty at INFO and would log request URLs with tokens at DEBUG.
-    for noisy in ("msal", "urllib3"):
+    # MSAL, urllib3 and the Azure SDK (every Key Vault request at INFO) are chatty, and would log
+    # request details with tokens at DEBUG.
+    for noisy in ("msal", "urllib3", "azure"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handler.addFilter(UnreadableOncePerWorkflow())
     structlog.configure(
