@@ -31,6 +31,7 @@ pytestmark = pytest.mark.devserver
 class Fleet:
     def __init__(self, sims: RunningSimulators, operator: Operator, pbxs: dict[str, tuple[YeastarSimulator, Path]]):
         self.sims, self.operator, self.pbxs = sims, operator, pbxs
+        self.revealed: list[str] = []
 
     def passwords(self, status: dict[str, Any]) -> list[str]:
         app = self.sims.entra.state.application(status["app"]["application_object_id"])
@@ -49,9 +50,10 @@ class Fleet:
         """The PBX administrator: the secret from the CLI (another host), into the PBX, sign in, confirm."""
         revealed = await self.operator.run("secret", integration_id, "--reveal", *(["--pending"] if pending else []))
         pbx, ca_file = self.pbxs[integration_id]
+        self.revealed.append(revealed.stdout.strip())
         async with PortalHuman(pbx.url, ca_file) as human:
             await human.save_app_registration(
-                status["app"]["client_id"], status["app"]["tenant_id"], SecretStr(revealed.stdout.strip())
+                status["app"]["client_id"], status["app"]["tenant_id"], SecretStr(self.revealed[-1])
             )
             await human.sign_in_and_accept(ADMIN_UPN)
         await self.operator.run("pbx-updated" if pending else "consent", integration_id, "--by", ADMIN_UPN)
@@ -142,3 +144,7 @@ async def test_two_workers_one_fleet_through_key_vault(
                 worker.wait()
         logs = "".join((tmp_path / f"worker-{w}.log").read_text() for w in "ab")
         assert "SecretNotInStore" not in logs
+        # Four secrets went through the vault; none of them into a log or another command's output.
+        assert len(set(fleet.revealed)) == 4
+        for value in fleet.revealed:
+            assert value not in logs and all(value not in output for output in fleet.operator.outputs)

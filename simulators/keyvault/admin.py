@@ -2,8 +2,8 @@
 
 - ``GET /_sim/state[?values=1]``: secrets (names, versions, attributes, tags; values only with
   ``values=1``), soft-deleted secrets, access, faults and request counts by method and route template
-- ``POST /_sim/faults {"throttle_next": N, "retry_after_seconds": S}``: the next N authenticated
-  requests answer 429 with ``Retry-After: S``
+- ``POST /_sim/faults {"throttle_next": N, "retry_after_seconds": S, "delete_delay_seconds": D}`` (each
+  optional): the next N authenticated requests answer 429 with ``Retry-After: S``; deletions take D s
 - ``POST /_sim/purge-protection {"enabled": bool}``
 - ``POST /_sim/access {"allowed_app_ids": [app ID, ...] | null}``: null lets in any app of the tenant
 """
@@ -28,6 +28,7 @@ class _Faults(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     throttle_next: int | None = Field(default=None, ge=0)
     retry_after_seconds: float | None = Field(default=None, ge=0)
+    delete_delay_seconds: float | None = Field(default=None, ge=0)
 
 
 class _PurgeProtection(BaseModel):
@@ -67,7 +68,11 @@ def _settings_json(ctx: VaultContext) -> Json:
         "purgeProtection": ctx.config.purge_protection,
         "recoveryLevel": ctx.recovery_level,
         "allowedAppIds": sorted(allowed) if allowed is not None else None,
-        "faults": {"throttleNext": ctx.state.throttle_next, "retryAfterSeconds": ctx.config.retry_after_seconds},
+        "faults": {
+            "throttleNext": ctx.state.throttle_next,
+            "retryAfterSeconds": ctx.config.retry_after_seconds,
+            "deleteDelaySeconds": ctx.config.delete_delay_seconds,
+        },
     }
 
 
@@ -104,6 +109,8 @@ async def set_faults(request: web.Request) -> web.Response:
         ctx.state.throttle_next = body.throttle_next
     if body.retry_after_seconds is not None:
         ctx.config.retry_after_seconds = body.retry_after_seconds
+    if body.delete_delay_seconds is not None:
+        ctx.config.delete_delay_seconds = body.delete_delay_seconds
     return web.json_response(_settings_json(ctx))
 
 

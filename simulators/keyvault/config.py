@@ -27,3 +27,7 @@ class KeyVaultSimConfig:
     # Retry-After of an injected 429 (POST /_sim/faults). Key Vault sends whole seconds; fractions are
     # kept so fast tests need not wait a full second.
     retry_after_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 7 <= self.soft_delete_retention_days <= 90:
+            raise ValueError("soft_delete_retention_days must be between 7 and 90, as a vault's retention is")

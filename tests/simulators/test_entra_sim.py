@@ -20,7 +20,7 @@ from cryptography import x509
 
 from simulators.clock import OffsetClock
 from simulators.entra import GRAPH_APP_ID, PROVISIONING_APP_ID, SIM_TENANT_ID, EntraSimConfig, EntraSimulator
-from simulators.entra.catalog import ROLE_BY_VALUE
+from simulators.entra.catalog import KEY_VAULT_APP_ID, ROLE_BY_VALUE
 from simulators.tls import LocalCA, create_client_certificate
 from tests.conftest import StartEntra
 from tests.simulators.conftest import GRAPH_DEFAULT_SCOPE, GraphSession
@@ -134,6 +134,25 @@ async def test_msal_client_secret_token_records_sign_ins(graph: GraphSession, ca
     )
     no_default = await graph.token_response(scope="https://graph.microsoft.com/User.Read")
     assert (no_default.status, no_default.body["error"]) == (400, "invalid_scope")
+
+
+async def test_client_credentials_for_key_vault(graph: GraphSession) -> None:
+    """Key Vault's /.default, named by its URI or its app ID, gets an app token for the vault without Graph
+    roles; Graph refuses that token, and its own tokens keep their roles."""
+    for scope in ("https://vault.azure.net/.default", f"{KEY_VAULT_APP_ID}/.default"):
+        reply = await graph.token_response(scope=scope)
+        assert reply.status == 200, reply.body
+        token = claims(reply.body["access_token"])
+        assert (token["aud"], token["appid"], token["idtyp"]) == ("https://vault.azure.net", PROVISIONING_APP_ID, "app")
+        assert "roles" not in token
+    refused = await graph.call("GET", "/v1.0/applications", token=reply.body["access_token"])
+    assert (refused.status, refused.error_code) == (401, "InvalidAuthenticationToken")
+
+    graph_token = claims(await graph.token())
+    assert graph_token["aud"] == "https://graph.microsoft.com" and graph_token["roles"]
+    assert len(graph.sim.state.sign_ins(PROVISIONING_APP_ID)) == 3
+    other = await graph.token_response(scope="https://storage.azure.com/.default")
+    assert (other.status, other.body["error"], other.body["error_codes"]) == (400, "invalid_resource", [500011])
 
 
 async def test_msal_certificate_tokens(

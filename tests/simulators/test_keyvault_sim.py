@@ -336,7 +336,10 @@ async def test_admin_state_shows_values_only_when_asked(
 ) -> None:
     await client.set_secret("shown", "s3cr3t", tags={"t": "1"})
     await client.set_secret("hidden", "x")
+    instant = await admin(https, vault, "faults", {"delete_delay_seconds": 0})
+    assert instant.body["faults"]["deleteDelaySeconds"] == 0
     await client.delete_secret("hidden", _polling_interval=POLL)
+    assert count(vault, "GET /deletedsecrets/{name}") == 1  # done at once: the first poll finds it
 
     state = (await admin(https, vault, "state")).body
     [secret] = state["secrets"]
@@ -353,7 +356,8 @@ async def test_harness_runs_a_vault_that_keyvault_env_selects(tmp_path: Path, mo
         assert not set(sims.keyvault_env()) & set(sims.env())  # the local store stays the default
         for name, value in {**sims.env(), **sims.keyvault_env()}.items():
             monkeypatch.setenv(name, value)
-        store, entra = load_settings().secret_store, load_settings().entra
+        settings = load_settings()
+        store, entra = settings.secret_store, settings.entra
         assert (store.backend, store.vault_url, store.ca_bundle) == (
             "azure-key-vault",
             sims.keyvault.url,
