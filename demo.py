@@ -387,6 +387,7 @@ def main() -> None:
         (8080, "web app"),
         (8443, "Entra simulator"),
         (8444, "Yeastar simulator"),
+        (8445, "Key Vault simulator"),
         (9464, "worker's /metrics"),
         (9465, "Temporal SDK's metrics"),
     ):

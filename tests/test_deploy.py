@@ -146,13 +146,17 @@ def test_alert_rules_name_severity_and_explain(rules: dict[str, dict[str, Any]])
 
 def test_alert_thresholds(rules: dict[str, dict[str, Any]]) -> None:
     expiring = rules["SecretExpiresWithoutRotation"]["expr"]
-    assert "yec_secret_expiry_timestamp_seconds - time()" in expiring
+    # One alert per integration however many workers export the fleet: aggregated by integration_id.
+    assert "max by (integration_id) (yec_secret_expiry_timestamp_seconds) - time()" in expiring
     assert "7 * 86400" in expiring
-    assert re.search(r"on \(integration_id\) \(yec_rotation_running == 1\)", expiring)
+    assert re.search(r"on \(integration_id\) \(max by \(integration_id\) \(yec_rotation_running\) == 1\)", expiring)
     pending = rules["HumanActionPendingTooLong"]
-    assert "yec_pending_human_action_age_seconds > 3 * 86400" in pending["expr"]
+    assert "max by (integration_id, action) (yec_pending_human_action_age_seconds) > 3 * 86400" in pending["expr"]
     assert "3 * 86400" in pending["annotations"]["tuning"]
-    assert rules["IntegrationBlocked"]["expr"].startswith('yec_integration_info{phase="Blocked"}')
+    assert (
+        'max by (integration_id, tenant_id, phase) (yec_integration_info{phase="Blocked"})'
+        in rules["IntegrationBlocked"]["expr"]
+    )
     assert rules["IntegrationBlocked"]["for"] == "15m"
     assert "time() - yec_fleet_refresh_timestamp_seconds > 600" in rules["FleetMetricsStale"]["expr"]
     assert rules["WorkerDown"]["expr"] == f'up{{job="{JOB}"}} == 0'

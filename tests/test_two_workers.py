@@ -73,7 +73,9 @@ async def test_two_workers_one_fleet_through_key_vault(
 ) -> None:
     # A replication delay makes each onboarding take seconds, so the first kill lands in the middle.
     entra = EntraSimConfig(replication_delay_seconds=1.5)
-    async with running_simulators(tmp_path / "sim", entra=entra, yeastar=YeastarSimConfig(sync_interval_seconds=0.3)) as sims:
+    async with running_simulators(
+        tmp_path / "sim", entra=entra, yeastar=YeastarSimConfig(sync_interval_seconds=0.3)
+    ) as sims:
         west = await start_yeastar(sync_interval_seconds=0.3, entra_url=sims.entra.url, entra_ca_file=sims.ca.ca_file)
         pbxs = {"east": (sims.yeastar, sims.ca.ca_file), "west": (west, ca.ca_file)}
         shared = operator_env(

@@ -76,6 +76,8 @@ async def _start_cli(data_dir: Path) -> tuple[asyncio.subprocess.Process, str]:
         "0",
         "--yeastar-port",
         "0",
+        "--keyvault-port",
+        "0",
         "--extensions",
         "3",
         cwd=REPO,
