@@ -56,7 +56,7 @@ DEMO_METRICS = (
     "yec_secret_soonest_expiry_seconds",
     "yec_rotations_total",
     "yec_reminders_sent_total",
-    'yec_graph_requests_total{method="POST"',
+    'yec_graph_requests_total{method="POST",status="201"}',
 )
 TEMPORAL_UI = "http://127.0.0.1:8233"
 # Shared by the demo's webhook receiver and the channel it configures (a demo value, not a secret).
@@ -351,13 +351,16 @@ async def show_monitoring() -> None:
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{METRICS_URL}/healthz") as answer:
             print(f"    /healthz {answer.status}: {await answer.text()}", flush=True)
-        # The fleet gauges are read from Temporal every few seconds in the demo: wait for this rotation's.
+        # The fleet gauges are read from Temporal every few seconds in the demo: wait for the rotated state.
         deadline = time.monotonic() + 30
         while True:
             async with session.get(f"{METRICS_URL}/metrics") as answer:
                 lines = (await answer.text()).splitlines()
             shown = [line for line in lines if line.startswith(DEMO_METRICS)]
-            if any(line.startswith("yec_rotations_total") for line in shown) or time.monotonic() > deadline:
+            settled = 'yec_integrations{phase="Connected"} 1.0' in shown and any(
+                line.startswith("yec_rotations_total") for line in shown
+            )
+            if settled or time.monotonic() > deadline:
                 break
             await asyncio.sleep(1)
     for line in shown:
