@@ -51,6 +51,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await runner.cleanup()
+    await store.close()
     log.info("web app stopped")
 
 

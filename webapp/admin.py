@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from aiohttp import web
 
 from common.links import InvalidLink, SignedLink
-from common.secret_store import SecretNotFound
+from common.secret_store import SecretNotFound, SecretStoreUnavailable
 from control import Unavailable, UserError
 from models.integration import (
     ConsentConfirmation,
@@ -31,6 +32,8 @@ from webapp.context import WebContext, web_context
 from webapp.security import csrf_token
 from webapp.views import card_steps, copyable, e, form, notice, page, progress
 from workflows.integration import IntegrationWorkflow
+
+log = structlog.get_logger(__name__)
 
 TITLES = {
     "redirect-uris": "Step 1: the redirect URIs from the PBX portal",
@@ -199,6 +202,10 @@ async def reveal(request: web.Request) -> web.Response:
         return _render(request, link, status, error={"reveal": str(exc).removeprefix("rejected: ").capitalize()})
     except SecretNotFound:
         return _render(request, link, status, error={"reveal": "The secret is not in this service's store."})
+    except SecretStoreUnavailable as exc:
+        log.warning("reveal failed: secret store unavailable", integration_id=link.integration_id, error=str(exc))
+        message = "The service's secret store can't be reached right now: try again in a few minutes."
+        return _render(request, link, status, error={"reveal": message})
     return _render(request, link, status, secret=secret.get_secret_value())
 
 
