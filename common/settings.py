@@ -44,7 +44,16 @@ def _existing_file(value: Path) -> Path:
     return value
 
 
+def _not_empty(value: SecretStr) -> SecretStr:
+    # An empty file or `X=` in .env must not become a valid empty password (an empty operator token
+    # would let anyone into the console).
+    if not value.get_secret_value().strip():
+        raise ValueError("must not be empty (unset it instead)")
+    return value
+
+
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Secret = Annotated[SecretStr, AfterValidator(_not_empty)]
 ExistingFile = Annotated[Path, AfterValidator(_existing_file)]
 
 
@@ -57,7 +66,7 @@ class TemporalSettings(BaseModel):
     tls_cert: ExistingFile | None = None
     tls_key: ExistingFile | None = None
     tls_ca: ExistingFile | None = None
-    api_key: SecretStr | None = None
+    api_key: Secret | None = None
     # Bound on cached workflow runs per worker, so memory does not grow with the fleet: each cached
     # run costs ~0.4 MB (bench/idle_fleet.py); 250 keeps an idle worker near 230 MB at any fleet size.
     max_cached_workflows: int = Field(default=250, ge=0)
@@ -90,7 +99,7 @@ class EntraSettings(BaseModel):
     instance_discovery: bool = True
     tenant_id: Guid | None = None
     client_id: Guid | None = None
-    client_secret: SecretStr | None = None
+    client_secret: Secret | None = None
     # PEM file holding the private key and the certificate uploaded to the provisioning app.
     certificate_path: ExistingFile | None = None
     # Calls one Graph step makes for a request that keeps failing (5xx, dropped connection) before
@@ -121,7 +130,7 @@ class YeastarSettings(BaseModel):
 
     base_url: HttpsUrl | None = None
     client_id: str | None = None
-    client_secret: SecretStr | None = None
+    client_secret: Secret | None = None
     ca_bundle: ExistingFile | None = None
 
     @model_validator(mode="after")
@@ -157,14 +166,14 @@ class WebSettings(BaseModel):
     tls_key: ExistingFile | None = None
     # Signs the administrators' links and the console's sessions; derived from the first encryption
     # key when unset (one-way: the links' key never opens the payloads).
-    link_secret: SecretStr | None = None
+    link_secret: Secret | None = None
     link_lifetime: timedelta = timedelta(days=7)
     # Console sign-in: a static token (the demo's default), and/or Microsoft Entra ID (OpenID Connect,
     # authorization code with PKCE) for members of one group of the operators' tenant.
-    operator_token: SecretStr | None = None
+    operator_token: Secret | None = None
     oidc_tenant_id: str | None = None
     oidc_client_id: Guid | None = None
-    oidc_client_secret: SecretStr | None = None
+    oidc_client_secret: Secret | None = None
     oidc_allowed_group: Guid | None = None
     # The Temporal UI that may call the codec endpoint from the browser (CORS).
     temporal_ui_origin: str = "http://localhost:8233"
@@ -192,7 +201,7 @@ class SecretStoreSettings(BaseModel):
     backend: Literal["local", "azure-key-vault"] = "local"
     # local: AES-256-GCM keys for the store's files, "keyid:base64key,..." like YEC_ENCRYPTION_KEYS but
     # never the same keys, so one leaked key can't open both the payloads and the secrets.
-    keys: SecretStr | None = None
+    keys: Secret | None = None
     # azure-key-vault: the vault, and who the service is to it: the provisioning app (its secret or
     # certificate, YEC_ENTRA__*) or the Azure managed identity of the machine it runs on.
     vault_url: HttpsUrl | None = None
@@ -291,7 +300,7 @@ class Settings(BaseSettings):
 
     # Payload encryption keys (the codec): "keyid:base64key,keyid2:base64key". The first encrypts; all
     # decrypt, so a key can be rotated by putting the new one first. The secret store has its own.
-    encryption_keys: SecretStr | None = None
+    encryption_keys: Secret | None = None
 
     # Where reminders go (JSON lists, see notifications/config.py); escalation after
     # `escalate_after_reminders` unanswered reminders about the same pending action.

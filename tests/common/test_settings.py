@@ -514,3 +514,20 @@ def test_a_malformed_store_key_is_named_without_its_value(monkeypatch: pytest.Mo
 
     assert "YEC_SECRET_STORE__KEYS" in message and "must be 32 bytes" in message
     assert secret_looking not in message
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "YEC_WEB__OPERATOR_TOKEN",
+        "YEC_ENTRA__CLIENT_SECRET",
+        "YEC_WEB__LINK_SECRET",
+        "YEC_SECRET_STORE__KEYS",
+        "YEC_TEMPORAL__API_KEY",
+    ],
+)
+def test_an_empty_secret_is_refused(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+    """An empty Docker secret file or `X=` in .env: an empty operator token would open the console."""
+    set_env(monkeypatch, **{variable: "  "})
+
+    assert f"{variable}: Value error, must not be empty" in str(load_error())
