@@ -94,6 +94,8 @@ def render_status(status: IntegrationStatus, links: LinkSigner | None = None) ->
             lines.append(f"Service principal:    {status.app.service_principal_id}")
     if status.secret:
         lines.append(f"Client secret:        {_secret(status.secret)}")
+    if status.adopted_at:
+        lines.append(f"Adopted:              {status.adopted_at:%Y-%m-%d %H:%M} UTC (set up by hand before)")
     if status.verification:
         v = status.verification
         lines.append(
@@ -118,6 +120,12 @@ def render_status(status: IntegrationStatus, links: LinkSigner | None = None) ->
             lines.append(f"  cut-over evidence:  {r.cutover_evidence}")
     for key in status.retired_keys:
         lines.append(f"Old key to remove:    {key.key_id} ({key.hint}…, expires {key.expires_at:%Y-%m-%d} UTC)")
+    if status.last_check_at:
+        repaired = [f.detail for f in status.drift if f.repaired]
+        lines.append(
+            f"Last check:           {status.last_check_at:%Y-%m-%d %H:%M} UTC"
+            + (f"; repaired: {'; '.join(repaired)}" if repaired else "")
+        )
     if status.next_check_at and status.phase == Phase.CONNECTED:
         lines.append(f"Next daily check:     {status.next_check_at:%Y-%m-%d %H:%M} UTC")
     for warning in status.warnings:
@@ -228,11 +236,11 @@ class Control:
             "stuck? see its log)"
         )
 
-    async def update(self, integration_id: str, update: Any, arg: Any) -> Any:
+    async def update(self, integration_id: str, update: Any, arg: Any = None) -> Any:
         """Send a workflow update; a refusal by its validator is the operator's mistake, said in one line."""
         await self.status(integration_id)  # a clear error if the integration doesn't exist or can't answer
         try:
-            return await self.handle(integration_id).execute_update(update, arg)
+            return await self.handle(integration_id).execute_update(update, args=[] if arg is None else [arg])
         except WorkflowUpdateFailedError as exc:
             raise UserError(f"rejected: {getattr(exc.cause, 'message', exc.cause)}") from None
 
@@ -301,12 +309,7 @@ async def onboard(control: Control, request: OnboardRequest, names: Mapping[str,
     with other settings is a UserError saying what differs (fields named as in ``names``)."""
     settings = control.settings
     await control.require_worker()
-    tenant_id = request.tenant
-    if not GUID_RE.match(tenant_id):  # a domain: Entra's discovery document names the tenant's GUID
-        try:
-            tenant_id = await tenant_id_of(settings.entra.authority_host, tenant_id, settings.entra.ca_bundle)
-        except ApiError as exc:
-            raise UserError(f"{names.get('tenant', 'tenant')}: {exc.message}") from None
+    tenant_id = await resolve_tenant(settings, request.tenant, names.get("tenant", "tenant"))
     start = OnboardInput(
         integration_id=request.integration_id,
         tenant_id=tenant_id,
@@ -324,11 +327,27 @@ async def onboard(control: Control, request: OnboardRequest, names: Mapping[str,
                 "redirect URIs with redirect-uris"
             )
         return Started(start.integration_id, workflow_id, attached=True)
+    return await start_integration(control, start)
+
+
+async def resolve_tenant(settings: Settings, tenant: str, label: str = "tenant") -> str:
+    """A tenant's GUID, given it or one of its domains (Entra's discovery document names the GUID)."""
+    if GUID_RE.match(tenant):
+        return tenant
+    try:
+        return await tenant_id_of(settings.entra.authority_host, tenant, settings.entra.ca_bundle)
+    except ApiError as exc:
+        raise UserError(f"{label}: {exc.message}") from None
+
+
+async def start_integration(control: Control, start: OnboardInput) -> Started:
+    """Start the integration's workflow (a second start racing this one attaches)."""
+    workflow_id = workflow_id_for(start.integration_id)
     await control.client.start_workflow(
         IntegrationWorkflow.run,
         args=[start, None],
         id=workflow_id,
-        task_queue=settings.temporal.task_queue,
+        task_queue=control.settings.temporal.task_queue,
         # A second start racing this one attaches; a finished integration starts anew.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -336,7 +355,7 @@ async def onboard(control: Control, request: OnboardRequest, names: Mapping[str,
             [
                 SearchAttributePair(search_attributes.INTEGRATION_ID, start.integration_id),
                 SearchAttributePair(search_attributes.INTEGRATION_PHASE, str(Phase.STARTING)),
-                SearchAttributePair(search_attributes.TENANT_ID, tenant_id),
+                SearchAttributePair(search_attributes.TENANT_ID, start.tenant_id),
             ]
         ),
     )
@@ -385,7 +404,12 @@ class Listed:
 
 
 async def list_integrations(
-    control: Control, *, phase: str | None = None, expiring_within: timedelta | None = None, closed: bool = False
+    control: Control,
+    *,
+    phase: str | None = None,
+    tenant_id: str | None = None,
+    expiring_within: timedelta | None = None,
+    closed: bool = False,
 ) -> list[Listed]:
     """This deployment's fleet (its task queue) from Temporal's visibility (search attributes): no
     workflow is asked anything."""
@@ -393,6 +417,10 @@ async def list_integrations(
     query = f"WorkflowType = 'IntegrationWorkflow' AND TaskQueue = '{task_queue}'"
     if phase:
         query += f" AND IntegrationPhase = '{Phase(phase)}'"
+    if tenant_id:
+        if not GUID_RE.match(tenant_id):  # resolved by the caller; never a quote into the query
+            raise UserError(f"tenant {tenant_id!r} is not a GUID")
+        query += f" AND TenantId = '{tenant_id}'"
     if expiring_within is not None:
         query += f" AND SecretExpiry < '{(datetime.now(UTC) + expiring_within).isoformat()}'"
     if not closed:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 from temporalio.service import RPCError
@@ -49,16 +50,22 @@ from control import (
     onboard,
     onboard_request,
     render_status,
+    resolve_tenant,
     rotation_schedule,
 )
+from fleet import adopt, discover, plan_onboarding, read_fleet_csv, review_app, suggested_id
 from models.integration import (
     MAX_SECRET_LIFETIME_DAYS,
     ConsentConfirmation,
     IntegrationStatus,
     OffboardRequest,
+    OnboardInput,
+    OnboardRequest,
     Phase,
     RedirectUris,
+    in_words,
 )
+from models.review import AppReview, Finding, PlannedChange
 from workflows.integration import IntegrationWorkflow
 
 EXIT_USAGE = 2
@@ -106,7 +113,15 @@ def onboard_fields(settings: Settings, args: argparse.Namespace) -> dict[str, An
 
 
 async def cmd_onboard(cli: Control, args: argparse.Namespace) -> None:
+    if args.source is not None:
+        await onboard_fleet(cli, args)
+        return
+    if args.integration_id is None:
+        raise UserError("onboard needs an integration ID (or --from fleet.csv)")
     request = onboard_request(onboard_fields(cli.settings, args), FLAG_NAMES)
+    if args.plan:
+        print_plan(await plan_for(cli, request))
+        return
     started = await onboard(cli, request, FLAG_NAMES)
     if started.attached:
         print(f"Integration {started.integration_id} is already running with these settings.")
@@ -117,6 +132,134 @@ async def cmd_onboard(cli: Control, args: argparse.Namespace) -> None:
     else:
         status = await cli.until(started.integration_id, lambda s: s.phase != Phase.STARTING, limit=5)
         print(render_status(status, cli.links))
+
+
+async def plan_for(cli: Control, request: OnboardRequest) -> list[PlannedChange]:
+    start = OnboardInput(
+        integration_id=request.integration_id,
+        tenant_id=await resolve_tenant(cli.settings, request.tenant, "--tenant"),
+        display_name=request.display_name,
+        redirect_uris=request.redirect_uris,
+    )
+    return await plan_onboarding(cli, start)
+
+
+def print_plan(changes: list[PlannedChange], what: str = "Onboarding") -> None:
+    print(f"{what} would make {len(changes)} Microsoft Graph change(s):")
+    for change in changes:
+        print(f"  {change}")
+    print("Plan only: nothing was changed.")
+
+
+async def onboard_fleet(cli: Control, args: argparse.Namespace) -> None:
+    """Every row checked first (nothing starts on a bad file), then one line per row."""
+    if args.integration_id is not None:
+        raise UserError("give either an integration ID or --from, not both")
+    rows = read_fleet_csv(Path(args.source), cli.settings.entra.tenant_id)
+    if not args.plan:
+        await cli.require_worker()
+    failed = 0
+    for row in rows:
+        name = row.request.integration_id
+        try:
+            if args.plan:
+                changes = await plan_for(cli, row.request)
+                print(f"{name}: {len(changes)} Graph change(s): " + "; ".join(f"{c.method} {c.what}" for c in changes))
+                continue
+            started = await onboard(cli, row.request, {"tenant": "tenant", "redirect_uris": "redirect_uri"})
+        except (UserError, Unavailable) as exc:
+            failed += 1
+            print(f"{name}: failed: {exc}")
+            continue
+        print(f"{name}: {'already running' if started.attached else 'started'} ({started.workflow_id})")
+    if args.plan:
+        print("Plan only: nothing was changed.")
+    if failed:
+        raise UserError(f"{failed} of {len(rows)} row(s) failed (see above); the others are running")
+
+
+async def cmd_adopt(cli: Control, args: argparse.Namespace) -> None:
+    tenant = await resolve_tenant(cli.settings, args.tenant or cli.settings.entra.tenant_id or "", "--tenant")
+    if args.discover:
+        await adopt_discovered(cli, args, tenant)
+        return
+    if args.integration_id is None or args.app_id is None:
+        raise UserError("adopt needs an integration ID and --app-id (or --discover)")
+    found = await review_app(cli, tenant, args.app_id)
+    print_review(found)
+    if args.plan:
+        print_plan(found.changes, "Adopting")
+        return
+    repairs = [f for f in found.findings if f.repairable]
+    repair = bool(repairs) and not args.no_repair
+    if repair:
+        _confirm(f"Make these {len(found.changes)} Graph change(s) and adopt {args.integration_id}?", args)
+    started = await adopt(cli, args.integration_id, tenant, args.app_id, repair=repair)
+    print(f"Integration {started.integration_id} adopts app {args.app_id} as workflow {started.workflow_id}.")
+    status = await cli.until(started.integration_id, lambda s: s.phase in TERMINAL_WATCH_PHASES, limit=30)
+    print(render_status(status, cli.links))
+
+
+async def adopt_discovered(cli: Control, args: argparse.Namespace, tenant: str) -> None:
+    candidates = await discover(cli, tenant)
+    if not candidates:
+        print(f"No app registration in tenant {tenant} looks like a Yeastar integration this service doesn't run.")
+        return
+    now = datetime.now(UTC)
+    print(f"{len(candidates)} app registration(s) in tenant {tenant} look like Yeastar integrations:")
+    for candidate in candidates:
+        app, expiry = candidate.review, candidate.soonest_expiry
+        left = f"{expiry:%Y-%m-%d} ({in_words(expiry - now)} left)" if expiry and expiry > now else "EXPIRED"
+        print(f"\n  {app.display_name or '(no name)'}  client ID {app.client_id}")
+        print(f"    secret expires: {left if expiry else 'no client secret'}")
+        for reason in candidate.reasons:
+            print(f"    why: {reason}")
+        if app.findings:
+            print(f"    differs from the guide: {'; '.join(f.detail for f in app.findings)}")
+        print(f"    adopt: python starter.py adopt {suggested_id(candidate)} --app-id {app.client_id}")
+    if not args.adopt_all:
+        return
+    _confirm(f"\nAdopt all {len(candidates)} (repairing what Graph can)?", args)
+    for candidate in candidates:
+        name = suggested_id(candidate)
+        try:
+            started = await adopt(cli, name, tenant, candidate.review.client_id, repair=True)
+        except (UserError, Unavailable) as exc:
+            print(f"{name}: not adopted: {exc}")
+            continue
+        print(f"{name}: adopting as workflow {started.workflow_id}")
+
+
+def print_review(found: AppReview) -> None:
+    now = datetime.now(UTC)
+    print(f"App {found.display_name or '(no name)'!r}: client ID {found.client_id}, tenant {found.tenant_id}")
+    print(f"  redirect URIs:      {', '.join(found.redirect_uris) or 'none'}")
+    print(f"  Graph permissions:  {', '.join(found.granted) or 'none'} consented")
+    for secret in found.secrets:
+        expiry = secret.expires_at
+        when = (
+            (f"expires {expiry:%Y-%m-%d} ({in_words(expiry - now)} left)" if expiry > now else "EXPIRED")
+            if expiry
+            else ""
+        )
+        print(
+            f"  client secret:      {secret.hint}… key {secret.key_id} {when}{' (this service)' if secret.ours else ''}"
+        )
+    if not found.findings:
+        print("It matches the vendor's guide.")
+        return
+    print("Differences from the vendor's guide:")
+    for finding in found.findings:
+        print(f"  {'repairable' if finding.repairable else 'needs you '}  {finding.detail}")
+
+
+async def cmd_check(cli: Control, args: argparse.Namespace) -> None:
+    drift: list[Finding] = await cli.update(args.integration_id, IntegrationWorkflow.check_now)
+    if not drift:
+        print(f"{args.integration_id}: the app matches what the integration requires; the client secret is there.")
+    for finding in drift:
+        print(f"{'repaired' if finding.repaired else 'needs you'}: {finding.detail}")
+    print(render_status(await cli.status(args.integration_id), cli.links))
 
 
 async def watch(cli: Control, integration_id: str, *, as_json: bool, until: set[Phase] | None) -> None:
@@ -150,7 +293,12 @@ async def cmd_list(cli: Control, args: argparse.Namespace) -> None:
             f"{row.secret_expires:%Y-%m-%d}" if row.secret_expires else "-",
             "running" if row.running else "ended",
         )
-        for row in await list_integrations(cli, phase=args.phase, closed=args.all)
+        for row in await list_integrations(
+            cli,
+            phase=args.phase,
+            tenant_id=await resolve_tenant(cli.settings, args.tenant, "--tenant") if args.tenant else None,
+            closed=args.all,
+        )
     ]
     if not rows:
         print("no integrations" + (f" in phase {args.phase}" if args.phase else ""))
@@ -198,6 +346,11 @@ async def cmd_secret(cli: Control, args: argparse.Namespace) -> None:
         raise UserError(f"{args.integration_id} has no client secret yet ({status.phase.sentence.lower()})")
     if not args.reveal:
         raise UserError("the secret is only shown with --reveal (it is a credential: keep it off screenshots)")
+    if secret.key_id == status.adopted_key_id:
+        raise UserError(
+            f"{args.integration_id} was set up by hand and adopted: the service never knew the value of key "
+            f"{secret.key_id}. `python starter.py rotate {args.integration_id}` creates a new secret it holds"
+        )
     store = open_secret_store(cli.settings)
     try:
         value = await store.get(args.integration_id, secret.key_id)
@@ -295,6 +448,8 @@ COMMANDS: dict[str, Callable[[Control, argparse.Namespace], Awaitable[None]]] = 
     "allow-reveal": cmd_allow_reveal,
     "offboard": cmd_offboard,
     "cancel": cmd_offboard,
+    "adopt": cmd_adopt,
+    "check": cmd_check,
 }
 
 
@@ -356,7 +511,16 @@ def parser() -> argparse.ArgumentParser:
         cmd.add_argument("integration_id", help="your name for this PBX integration, e.g. acme-hq")
         return cmd
 
-    onboard = with_id("onboard", "start an integration (or show the one running under this name)")
+    onboard_help = "start an integration (or show the one running under this name)"
+    onboard = sub.add_parser("onboard", help=onboard_help, description=onboard_help)
+    onboard.add_argument("integration_id", nargs="?", help="your name for this PBX integration, e.g. acme-hq")
+    onboard.add_argument(
+        "--from",
+        dest="source",
+        metavar="FLEET.CSV",
+        help="onboard every row of a CSV file (columns id, tenant, redirect_uri, sso_redirect_uri, display_name)",
+    )
+    onboard.add_argument("--plan", action="store_true", help="print the Graph changes it would make, make none")
     onboard.add_argument("--redirect-uri", help="the PBX's Redirect URI (else submit it later with redirect-uris)")
     onboard.add_argument("--sso-redirect-uri", help="the PBX's Client SSO Redirect URI (optional: Linkus SSO)")
     onboard.add_argument("--tenant", help="Entra tenant: its GUID or a domain of it (default: YEC_ENTRA__TENANT_ID)")
@@ -376,6 +540,19 @@ def parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="list integrations")
     listing.add_argument("--phase", choices=[str(p) for p in Phase], help="only those in this phase")
     listing.add_argument("--all", action="store_true", help="include finished (offboarded) integrations")
+    listing.add_argument("--tenant", help="only this tenant's (its GUID or a domain of it)")
+
+    adopting_help = "take over an integration set up by hand in the Entra portal"
+    adopting = sub.add_parser("adopt", help=adopting_help, description=adopting_help)
+    adopting.add_argument("integration_id", nargs="?", help="your name for it, e.g. acme-hq")
+    adopting.add_argument("--app-id", help="the app's Application (client) ID, as in the PBX portal")
+    adopting.add_argument("--tenant", help="Entra tenant: its GUID or a domain of it (default: YEC_ENTRA__TENANT_ID)")
+    adopting.add_argument("--plan", action="store_true", help="print the review and the Graph changes, make none")
+    adopting.add_argument("--no-repair", action="store_true", help="adopt as it is, repairing nothing")
+    adopting.add_argument("--discover", action="store_true", help="list the tenant's apps that look like Yeastar's")
+    adopting.add_argument("--adopt-all", action="store_true", help="with --discover: adopt every one found")
+    adopting.add_argument("--yes", action="store_true", help="don't ask for confirmation (scripts)")
+    with_id("check", "check the app and its secret now (the daily check): repair drift, report the rest")
 
     uris = with_id("redirect-uris", "give the redirect URIs read in the PBX portal (or new ones, later)")
     uris.add_argument("--redirect-uri", required=True, help="the PBX's Redirect URI")

@@ -65,6 +65,7 @@ async def build_worker(client: Client, settings: Settings, store: SecretStore) -
         provisioning.prove_secret,
         provisioning.verify_integration,
         provisioning.check_credential,
+        provisioning.adopt_application,
         provisioning.remove_client_secret,
         provisioning.discard_operation_secrets,
         provisioning.offboard_app,

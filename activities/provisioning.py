@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import datetime
+from datetime import UTC, datetime
 
 import structlog
 from pydantic import SecretStr
 from temporalio import activity
 
+from activities.app_review import GRAPH_APP_ID, SERVICE_TAG, graph_for, read_app, repair, review
 from activities.errors import blocking, graph_activity
 from clients.errors import ApiError, Conflict, InvalidRequest, NotFound, NotYetReplicated, PermissionDenied
 from clients.graph import GraphClient
@@ -22,6 +23,8 @@ from common.settings import Settings
 from models import activity_names as names
 from models.activities import (
     ActivityResult,
+    AdoptInput,
+    AdoptResult,
     CheckCredentialInput,
     CreateSecretInput,
     CredentialCheck,
@@ -49,7 +52,6 @@ from models.integration import AppIds, SecretRef, Verification
 
 log = structlog.get_logger(__name__)
 
-GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 # The Microsoft Graph application permissions of the provisioning identity. Required: each is needed
 # by a step every integration goes through (any one of the alternatives will do).
 REQUIRED_ROLES = {
@@ -66,9 +68,8 @@ OPTIONAL_ROLES = {
     "new secret",
     "Policy.Read.All": "without Policy.Read.All the tenant's secret-lifetime policy can't be read; assuming none",
 }
-# Every credential the service adds carries this in its display name: an operation's own tag, and
-# (its prefix) the mark of the service's credentials, e.g. for offboarding.
-SERVICE_TAG = "[op:"
+# Every credential the service adds carries an operation's own tag in its display name; its prefix
+# (SERVICE_TAG) marks the service's credentials, e.g. for offboarding.
 OPERATION_TAG = SERVICE_TAG + "{}]"
 
 
@@ -99,9 +100,7 @@ class ProvisioningActivities:
 
     def _graph(self, tenant_id: str) -> GraphClient:
         if tenant_id not in self._graphs:
-            # Another tenant than the configured one: a multi-tenant provisioning app consented there.
-            entra = self._settings.entra.model_copy(update={"tenant_id": tenant_id})
-            self._graphs[tenant_id] = self._graph_client(MsalTokenProvider.from_settings(entra))
+            self._graphs[tenant_id] = graph_for(self._settings, tenant_id)
         return self._graphs[tenant_id]
 
     def _graph_client(self, tokens: MsalTokenProvider) -> GraphClient:
@@ -536,15 +535,88 @@ class ProvisioningActivities:
     @activity.defn(name=names.CHECK_CREDENTIAL)
     @graph_activity
     async def check_credential(self, req: CheckCredentialInput) -> CredentialCheck:
+        """The tracked secret still exists; with ``expected``, also the app's drift from what the
+        integration requires, the safe part repaired (a removed permission, role assignment or redirect
+        URI) and the rest reported (a secret added by hand, the app disabled)."""
+        graph = self._graph(req.tenant_id)
         try:
-            passwords = await self._graph(req.tenant_id).list_passwords(req.application_object_id)
+            app = await graph.get_application(req.application_object_id)
         except NotFound:
             return CredentialCheck(present=False, application_missing=True, attempt=_attempt())
+        passwords = app.password_credentials
         mine = next((p for p in passwords if p.key_id == req.key_id), None)
+        drift = []
+        if req.expected is not None:
+            expected = req.expected
+            state = await read_app(graph, req.tenant_id, app)
+            found = review(
+                state,
+                redirect_uris=expected.redirect_uris,
+                permissions=expected.permissions,
+                known_key_ids=expected.known_key_ids,
+            )
+            if any(f.repairable for f in found.findings):
+                found = await repair(
+                    graph, state, found, redirect_uris=expected.redirect_uris, permissions=expected.permissions
+                )
+                log.warning(
+                    "app drift repaired", client_id=app.app_id, repaired=[f.code for f in found.findings if f.repaired]
+                )
+            drift = found.findings
         return CredentialCheck(
             present=mine is not None,
             expires_at=mine.end_date_time if mine else None,
             other_key_ids=[p.key_id for p in passwords if p.key_id != req.key_id],
+            drift=drift,
+            attempt=_attempt(),
+        )
+
+    @activity.defn(name=names.ADOPT_APPLICATION)
+    @graph_activity
+    async def adopt_application(self, req: AdoptInput) -> AdoptResult:
+        """Take over an app registration configured by hand: review it against the guide, repair what
+        Graph can (if the operator agreed), and pick the secret whose expiry to watch."""
+        graph = self._graph(req.tenant_id)
+        try:
+            app = await graph.get_application_by_app_id(req.client_id)
+        except NotFound:
+            raise blocking(
+                "AppNotFound",
+                f"No app registration with client ID {req.client_id} in tenant {req.tenant_id}.",
+                "Check the Application (client) ID in the PBX portal (Integrations > Microsoft 365) and the tenant, "
+                "then adopt again.",
+            ) from None
+        state = await read_app(graph, req.tenant_id, app)
+        found = review(state)
+        if req.repair and any(f.repairable for f in found.findings):
+            found = await repair(graph, state, found)
+        hand_made = [s for s in found.secrets if not s.ours and s.expires_at is not None]
+        if not hand_made:
+            raise blocking(
+                "NoClientSecret",
+                f"The app {req.client_id} has no client secret the PBX could be using.",
+                f"Onboard the PBX instead (python starter.py onboard {req.integration_id}), which creates one.",
+            )
+        now = datetime.now(UTC)
+        live = [s for s in hand_made if s.expires_at is not None and s.expires_at > now]
+        # The PBX holds one of them and nobody can say which: watching the first to expire never misses one.
+        watched = min(live or hand_made, key=lambda s: s.expires_at or now)
+        assert watched.expires_at is not None
+        log.info("application adopted", client_id=app.app_id, findings=[f.code for f in found.findings])
+        return AdoptResult(
+            review=found,
+            app=AppIds(
+                tenant_id=req.tenant_id,
+                application_object_id=app.id,
+                client_id=app.app_id,
+                service_principal_id=found.service_principal_id,
+            ),
+            secret=SecretRef(
+                key_id=watched.key_id,
+                hint=watched.hint,
+                display_name=watched.display_name,
+                expires_at=watched.expires_at,
+            ),
             attempt=_attempt(),
         )
 

@@ -151,6 +151,10 @@ class GraphClient:
         # 204 No Content: it existed and was updated. It exists, so a 404 now is replication lag.
         return await self._get(path, Application, permission=_APP_READ, known_to_exist=True), False
 
+    async def list_applications(self) -> list[Application]:
+        """Every app registration of the tenant (paged)."""
+        return await self._list("applications", Application, permission=_APP_READ)
+
     async def get_application(self, object_id: str) -> Application:
         return await self._get(f"applications/{_segment(object_id)}", Application, permission=_APP_READ)
 

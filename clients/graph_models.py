@@ -95,6 +95,7 @@ class ServicePrincipal(GraphModel):
     id: str
     app_id: str
     display_name: str | None = None
+    account_enabled: bool = True
     app_roles: list[AppRole] = []
 
     def app_role_ids(self) -> dict[str, str]:

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from models.integration import AppIds
+from models.integration import AppIds, SecretRef
+from models.review import AppReview, ExpectedApp, Finding
 from notifications.message import Notification
 
 
@@ -117,6 +118,8 @@ class CheckCredentialInput(BaseModel):
     tenant_id: str
     application_object_id: str
     key_id: str
+    # Also compare the app with this and repair what is safe (drift); None: the credential only.
+    expected: ExpectedApp | None = None
 
 
 class CredentialCheck(ActivityResult):
@@ -124,6 +127,22 @@ class CredentialCheck(ActivityResult):
     application_missing: bool = False
     expires_at: datetime | None = None
     other_key_ids: list[str] = Field(default_factory=list)
+    # What differed from the expected app; repaired ones are marked so.
+    drift: list[Finding] = Field(default_factory=list)
+
+
+class AdoptInput(BaseModel):
+    integration_id: str
+    tenant_id: str
+    client_id: str
+    repair: bool
+
+
+class AdoptResult(ActivityResult):
+    review: AppReview
+    app: AppIds
+    # The secret whose expiry is watched: the hand-made one expiring first (its value is unknown here).
+    secret: SecretRef
 
 
 class RemoveSecretInput(BaseModel):

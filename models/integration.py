@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from models.review import AdoptSpec, Finding
+
 INTEGRATION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DOMAIN_RE = re.compile(r"^(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
@@ -174,6 +176,8 @@ class OnboardInput(BaseModel):
     publish_search_attributes: bool = True
     schedule_rotations: bool = True
     options: LifecycleOptions = Field(default_factory=LifecycleOptions)
+    # Take over an app registration configured by hand instead of registering one.
+    adopt: AdoptSpec | None = None
 
     @field_validator("integration_id")
     @classmethod
@@ -415,6 +419,12 @@ class IntegrationStatus(BaseModel):
     retired_keys: list[SecretRef] = Field(default_factory=list)
     reveals: list[Reveal] = Field(default_factory=list)
     next_check_at: datetime | None = None
+    # Took over an app set up by hand (the watched secret's value is unknown to the service).
+    adopted_at: datetime | None = None
+    adopted_key_id: str | None = None
+    # The last daily check, and what it found changed in the app (repaired or not).
+    last_check_at: datetime | None = None
+    drift: list[Finding] = Field(default_factory=list)
     history_length: int
     continued_as_new: int
 

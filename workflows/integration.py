@@ -29,6 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from models import activity_names as activity
     from models.activities import (
         ActivityResult,
+        AdoptInput,
+        AdoptResult,
         CheckCredentialInput,
         CredentialCheck,
         IntegrationRef,
@@ -74,6 +76,7 @@ with workflow.unsafe.imports_passed_through():
         rotation_workflow_id,
         workflow_id_for,
     )
+    from models.review import ExpectedApp, Finding
     from notifications.message import Notification
     from workflows import instructions, messages
     from workflows.alarms import Alarms
@@ -106,6 +109,8 @@ class IntegrationWorkflow:
         self._state = resume or IntegrationState(input=start, redirect_uris=start.redirect_uris)
         self._alarms = Alarms()
         self._rotation_child: ChildWorkflowHandle[Any, RotationStatus] | None = None
+        # `check_now` asked for the daily check to run now; cleared once it ran.
+        self._check_requested = False
 
     @workflow.run
     async def run(self, start: OnboardInput, resume: IntegrationState | None = None) -> IntegrationStatus:
@@ -126,6 +131,9 @@ class IntegrationWorkflow:
 
     async def _onboard(self) -> None:
         state = self._state
+        if state.input.adopt is not None and state.adopted_at is None:
+            await self._adopt_existing()
+            return
         if state.steps[Step.PREFLIGHT].state != StepState.DONE:
             self._set_phase(Phase.PROVISIONING)
         if preflight := await self._step(Step.PREFLIGHT, self._preflight):
@@ -178,6 +186,85 @@ class IntegrationWorkflow:
                 f"{credential.expires_at:%Y-%m-%d %H:%M} UTC: renew it before then, or no integration can be "
                 "checked or rotated.",
             )
+
+    async def _adopt_existing(self) -> None:
+        """An app registration configured by hand (the guide followed in the portal): take it over and
+        watch the secret the PBX already has. Its value is unknown here, so the first rotation hands
+        over one this service holds; from then on the integration is like one onboarded here."""
+        state = self._state
+        self._set_phase(Phase.PROVISIONING)
+        if preflight := await self._step(Step.PREFLIGHT, self._preflight):
+            self._take_preflight(preflight)
+        adopted = await self._step(Step.REGISTER_APP, self._adopt_application)
+        if adopted is None:
+            return
+        review, secret, now = adopted.review, adopted.secret, workflow.now()
+        uris = review.redirect_uris
+        self._mark(Step.REDIRECT_URIS, StepState.DONE, detail=f"read from the app: {', '.join(uris) or 'none'}")
+        if state.redirect_uris is not None and state.redirect_uris.sso_redirect_uri:
+            self._mark(Step.SSO_REDIRECT_URI, StepState.DONE, detail="read from the app")
+        else:
+            self._mark(Step.SSO_REDIRECT_URI, StepState.SKIPPED, detail="no second redirect URI on the app")
+        repaired = [f.detail for f in review.findings if f.repaired]
+        self._mark(
+            Step.PERMISSIONS,
+            StepState.DONE,
+            detail=f"{len(review.granted)} Graph permission(s) consented"
+            + (f"; repaired: {'; '.join(repaired)}" if repaired else ""),
+        )
+        self._mark(
+            Step.CLIENT_SECRET,
+            StepState.DONE,
+            detail=f"set up by hand (key {secret.key_id}); its value is unknown to this service until the first "
+            "rotation",
+        )
+        self._mark(Step.CONNECT_PBX, StepState.DONE, detail="set up by hand before adoption")
+        self._mark(
+            Step.VERIFY,
+            StepState.SKIPPED,
+            detail="the service can't sign in with a secret it doesn't hold; the daily check watches the app",
+        )
+        self._replace_warnings("adopt", [f.detail for f in review.unrepaired])
+        state.adopted_at = state.connected_at = state.consent_confirmed_at = now
+        state.adopted_key_id = secret.key_id
+        state.consent_confirmed_by = "the PBX administrator, by hand before adoption"
+        self._upsert_search_attributes()
+        workflow.logger.info("integration adopted", extra={"integration_id": state.input.integration_id})
+        if secret.expires_at - now <= messages.URGENT_BEFORE_EXPIRY:
+            # Close to expiry already: one critical message offering the rotation, instead of the
+            # reminders that fell due before the service knew the secret.
+            due_expiry_reminder(
+                secret.expires_at,
+                state.input.options.reminder_offsets,
+                state.notifications_sent,
+                lambda offset: _expiry_key(secret, offset),
+                now,
+            )
+            await self._notify(messages.adopted_secret_expiring(state.input.integration_id, secret, now, self._facts()))
+        await self._ensure_rotation_schedule()
+
+    async def _adopt_application(self) -> AdoptResult:
+        state = self._state
+        spec = state.input.adopt
+        assert spec is not None
+        result = await run_activity(
+            activity.ADOPT_APPLICATION,
+            AdoptInput(
+                integration_id=state.input.integration_id,
+                tenant_id=state.input.tenant_id,
+                client_id=spec.client_id,
+                repair=spec.repair,
+            ),
+            AdoptResult,
+        )
+        state.app, state.secret = result.app, result.secret
+        state.granted_permissions = result.review.granted
+        uris = result.review.redirect_uris
+        if uris:
+            state.redirect_uris = RedirectUris(
+                redirect_uri=uris[0], sso_redirect_uri=uris[1] if len(uris) > 1 else None
+            )
+        return result
 
     async def _wait_for_paste(self) -> None:
         """Guide step 6: the credentials are handed over; the PBX's sign-ins count from now on."""
@@ -254,13 +341,17 @@ class IntegrationWorkflow:
                     phase=Phase.EXPIRED,
                 )
                 return
-            if now >= state.next_check_at:
+            if now >= state.next_check_at or self._check_requested:
                 if not await self._daily_check(secret):
                     return
                 continue
             await self._alarms.wait_until(
                 self._next_wake(secret, now),
-                lambda: self._state.pending_rotation is not None or self._state.offboard is not None,
+                lambda: (
+                    self._state.pending_rotation is not None
+                    or self._state.offboard is not None
+                    or self._check_requested
+                ),
             )
 
     async def _daily_check(self, secret: SecretRef) -> bool:
@@ -269,6 +360,10 @@ class IntegrationWorkflow:
         state = self._state
         check = await self._check_credential(secret)
         state.next_check_at = self._next_slot()
+        state.last_check_at = workflow.now()
+        self._check_requested = False
+        if check is not None:
+            await self._take_drift(check.drift)
         await self._remove_retired_keys()
         if check is None or check.present:
             return True
@@ -291,6 +386,7 @@ class IntegrationWorkflow:
                     tenant_id=self._app.tenant_id,
                     application_object_id=self._app.application_object_id,
                     key_id=secret.key_id,
+                    expected=self._expected_app(),
                 ),
                 CredentialCheck,
             )
@@ -299,6 +395,30 @@ class IntegrationWorkflow:
             return None
         self._state.warnings.pop("check", None)
         return check
+
+    def _expected_app(self) -> ExpectedApp:
+        state = self._state
+        known = [key.key_id for key in (state.secret, *state.retired_keys) if key is not None]
+        if state.rotation is not None and state.rotation.new_secret is not None:
+            known.append(state.rotation.new_secret.key_id)
+        return ExpectedApp(
+            redirect_uris=self._uris.as_list() if state.redirect_uris is not None else [],
+            permissions=list(REQUIRED_GRAPH_PERMISSIONS),
+            known_key_ids=known,
+        )
+
+    async def _take_drift(self, drift: list[Finding]) -> None:
+        """What the check found changed in the app: the rest stays a warning until it is gone, and the
+        channels hear about each new set of changes once."""
+        state = self._state
+        state.drift = drift
+        self._replace_warnings("drift", [f.detail for f in drift if not f.repaired])
+        if not drift or not workflow.patched("app-drift-notification"):
+            return
+        notification = messages.app_drift(state.input.integration_id, drift, self._facts())
+        if notification.notification_id not in state.notifications_sent:
+            state.notifications_sent.append(notification.notification_id)
+            await self._notify(notification)
 
     async def _needs_new_secret(
         self,
@@ -840,6 +960,21 @@ class IntegrationWorkflow:
         seen[:] = [*seen, request.request_id][-REMEMBERED_REQUESTS:]
         return True
 
+    @workflow.update
+    async def check_now(self) -> list[Finding]:
+        """Run the daily check now (the credential and the app's drift) and return what it found."""
+        self._check_requested = True
+        await workflow.wait_condition(lambda: not self._check_requested)
+        return self._state.drift
+
+    @check_now.validator
+    def _validate_check_now(self) -> None:
+        state = self._state
+        if state.phase != Phase.CONNECTED:
+            raise ValueError(
+                f"the check runs while Connected; {state.input.integration_id} is {state.phase.sentence.lower()}"
+            )
+
     @workflow.signal
     def rotation_progress(self, status: RotationStatus) -> None:
         rotation = self._state.rotation
@@ -900,6 +1035,10 @@ class IntegrationWorkflow:
             retired_keys=state.retired_keys,
             reveals=state.reveals,
             next_check_at=state.next_check_at,
+            adopted_at=state.adopted_at,
+            adopted_key_id=state.adopted_key_id,
+            last_check_at=state.last_check_at,
+            drift=state.drift,
             history_length=workflow.info().get_current_history_length(),
             continued_as_new=state.continued_as_new,
         )

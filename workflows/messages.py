@@ -6,6 +6,7 @@ message (receivers drop a duplicate); none of them ever carries a secret value.
 
 from __future__ import annotations
 
+import zlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -20,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         RotationStatus,
         SecretRef,
     )
+    from models.review import Finding
     from notifications.message import Notification
     from workflows.instructions import CLI
 
@@ -189,4 +191,45 @@ def provisioning_expiry(
         "registrations > Certificates & secrets), set YEC_ENTRA__CLIENT_SECRET or YEC_ENTRA__CERTIFICATE_PATH, "
         "restart the worker, then remove the old one.",
         facts={"Client ID": client_id},
+    )
+
+
+def adopted_secret_expiring(
+    integration_id: str, secret: SecretRef, now: datetime, facts: dict[str, str]
+) -> Notification:
+    """Right after adoption, when the secret set up by hand is close to expiry: rotate now."""
+    left = secret.expires_at - now
+    expired = left <= timedelta(0)
+    return _note(
+        integration_id,
+        f"adopted:{secret.key_id}",
+        kind="secret_expiry",
+        severity="critical",
+        title="Adopted: the client secret set up by hand has expired"
+        if expired
+        else f"Adopted: the client secret set up by hand expires {_days(left)}",
+        summary=f"The Entra client secret {secret.hint}… the PBX was given by hand expires at "
+        f"{secret.expires_at:%Y-%m-%d %H:%M} UTC. Rotate now: the service creates a new secret for the PBX "
+        "administrator to paste, and removes the old one once the PBX signs in with the new.",
+        due=secret.expires_at,
+        next_action=f"{CLI} retry {integration_id}" if expired else f"{CLI} rotate {integration_id}",
+        facts=facts,
+    )
+
+
+def app_drift(integration_id: str, findings: list[Finding], facts: dict[str, str]) -> Notification:
+    """The daily check found the app changed outside this service: what was put back, what needs a person."""
+    repaired = [f for f in findings if f.repaired]
+    open_ = [f for f in findings if not f.repaired]
+    lines = [f"Put back: {f.detail}." for f in repaired] + [f"Needs you: {f.detail}." for f in open_]
+    disabled = any(f.code == "service-principal-disabled" for f in open_)
+    return _note(
+        integration_id,
+        "drift:" + "~".join(sorted(f"{f.code}.{zlib.crc32(f.detail.encode()):08x}" for f in findings)),
+        kind="app_drift",
+        severity="critical" if disabled else "warning",
+        title="The Entra application was changed outside this service",
+        summary=" ".join(lines),
+        next_action=f"{CLI} status {integration_id}" if open_ else "Nothing: the service repaired it.",
+        facts=facts,
     )

@@ -23,6 +23,7 @@ from models.integration import (
     StepStatus,
     Verification,
 )
+from models.review import Finding
 
 # Rotation request IDs remembered to drop a repeat (the schedule retrying one action, say).
 REMEMBERED_REQUESTS = 20
@@ -72,3 +73,9 @@ class IntegrationState(BaseModel):
     # Set by `offboard` / `cancel`: the workflow winds up at its next safe point and ends.
     offboard: OffboardRequest | None = None
     continued_as_new: int = 0
+    # Set when the integration took over an app configured by hand (OnboardInput.adopt).
+    adopted_at: datetime | None = None
+    adopted_key_id: str | None = None
+    # What the last daily check found different in the app (repaired or not), and when it ran.
+    drift: list[Finding] = Field(default_factory=list)
+    last_check_at: datetime | None = None

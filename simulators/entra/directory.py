@@ -204,7 +204,7 @@ def application_json(app: Application) -> Json:
 def service_principal_json(sp: ServicePrincipal) -> Json:
     return {
         "id": sp.id,
-        "accountEnabled": True,
+        "accountEnabled": sp.account_enabled,
         "appId": sp.app_id,
         "appDisplayName": sp.display_name,
         "appOwnerOrganizationId": sp.app_owner_organization_id,

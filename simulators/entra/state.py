@@ -106,6 +106,8 @@ class ServicePrincipal(BaseModel):
     created: datetime
     app_owner_organization_id: str
     sign_in_audience: str
+    # False: the enterprise application is disabled (Entra portal > Enterprise applications > Properties).
+    account_enabled: bool = True
     app_roles: list[dict[str, Any]] = Field(default_factory=list)
     oauth2_permission_scopes: list[dict[str, Any]] = Field(default_factory=list)
 
