@@ -206,9 +206,9 @@ async def repair(
     codes = {f.code for f in found.findings if f.repairable}
     if "permission-not-requested" in codes:
         await graph.update_application(app.id, {"requiredResourceAccess": _with_permissions(state, permissions)})
+    uris = [*app.web.redirect_uris, *(u for u in redirect_uris or [] if u not in app.web.redirect_uris)]
     if "redirect-uri-missing" in codes:
-        merged = [*app.web.redirect_uris, *(u for u in redirect_uris or [] if u not in app.web.redirect_uris)]
-        await graph.update_application(app.id, {"web": {"redirectUris": merged}})
+        await graph.update_application(app.id, {"web": {"redirectUris": uris}})
     sp = state.service_principal
     if sp is None and ("service-principal-missing" in codes or "permission-not-consented" in codes):
         try:
@@ -222,7 +222,15 @@ async def repair(
             with contextlib.suppress(Conflict):  # granted by an earlier attempt whose answer was lost
                 await graph.assign_app_role(sp.id, state.graph.id, state.role_ids[name])
     repaired = [f.model_copy(update={"repaired": f.repairable}) for f in found.findings]
-    return found.model_copy(update={"findings": repaired, "service_principal_id": sp.id if sp else None})
+    granted = sorted(set(state.granted) | set(permissions)) if sp is not None else state.granted
+    return found.model_copy(
+        update={
+            "findings": repaired,
+            "service_principal_id": sp.id if sp else None,
+            "granted": granted,
+            "redirect_uris": uris,
+        }
+    )
 
 
 def _with_permissions(state: AppState, permissions: tuple[str, ...] | list[str]) -> list[dict[str, object]]:

@@ -122,6 +122,14 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
+def _types_in(annotation: Any) -> set[Any]:
+    """The types an annotation is made of, through unions and Annotated[...]."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _types_in(args[0])
+    return set().union(*map(_types_in, args)) if args else {annotation}
+
+
 def secret_settings() -> set[str]:
     """Every setting holding a secret (SecretStr), by its variable name."""
     names: set[str] = set()
@@ -131,7 +139,7 @@ def secret_settings() -> set[str]:
             annotation = field.annotation
             if isinstance(annotation, type) and issubclass(annotation, BaseModel):
                 walk(annotation, f"{prefix}{name.upper()}__")
-            elif annotation is SecretStr or SecretStr in typing.get_args(annotation):
+            elif SecretStr in _types_in(annotation):
                 names.add(prefix + name.upper())
 
     walk(Settings, "YEC_")

@@ -409,16 +409,16 @@ class IntegrationWorkflow:
 
     async def _take_drift(self, drift: list[Finding]) -> None:
         """What the check found changed in the app: the rest stays a warning until it is gone, and the
-        channels hear about each new set of changes once."""
+        channels hear about each change once."""
         state = self._state
         state.drift = drift
         self._replace_warnings("drift", [f.detail for f in drift if not f.repaired])
         if not drift or not workflow.patched("app-drift-notification"):
             return
-        notification = messages.app_drift(state.input.integration_id, drift, self._facts())
-        if notification.notification_id not in state.notifications_sent:
-            state.notifications_sent.append(notification.notification_id)
-            await self._notify(notification)
+        new = [f for f in drift if messages.drift_key(f) not in state.notifications_sent]
+        if new:
+            state.notifications_sent += [messages.drift_key(f) for f in new]
+            await self._notify(messages.app_drift(state.input.integration_id, new, self._facts()))
 
     async def _needs_new_secret(
         self,

@@ -217,6 +217,11 @@ def adopted_secret_expiring(
     )
 
 
+def drift_key(finding: Finding) -> str:
+    """One change found in the app, the same each day it is found again."""
+    return f"drift:{finding.code}.{zlib.crc32(finding.detail.encode()):08x}"
+
+
 def app_drift(integration_id: str, findings: list[Finding], facts: dict[str, str]) -> Notification:
     """The daily check found the app changed outside this service: what was put back, what needs a person."""
     repaired = [f for f in findings if f.repaired]
@@ -225,7 +230,7 @@ def app_drift(integration_id: str, findings: list[Finding], facts: dict[str, str
     disabled = any(f.code == "service-principal-disabled" for f in open_)
     return _note(
         integration_id,
-        "drift:" + "~".join(sorted(f"{f.code}.{zlib.crc32(f.detail.encode()):08x}" for f in findings)),
+        f"drift:{zlib.crc32('~'.join(sorted(drift_key(f) for f in findings)).encode()):08x}",
         kind="app_drift",
         severity="critical" if disabled else "warning",
         title="The Entra application was changed outside this service",

@@ -21,6 +21,8 @@ from temporalio.worker import Worker
 from models import activity_names as names
 from models.activities import (
     ActivityResult,
+    AdoptInput,
+    AdoptResult,
     CheckCredentialInput,
     CreateSecretInput,
     CredentialCheck,
@@ -61,6 +63,7 @@ from models.integration import (
     Verification,
     workflow_id_for,
 )
+from models.review import AdoptSpec, AppReview, Finding
 from notifications.message import Notification
 from tests.conftest import wait_until
 from worker import WORKFLOWS
@@ -91,6 +94,9 @@ class FakeGraph:
     delivered: list[tuple[str, Notification]] = field(default_factory=list)
     provisioning_expiry: datetime | None = None
     app_deleted: bool = False
+    # Adoption: the secret set up by hand (None: the app isn't found), and what the daily check finds.
+    hand_made: SecretRef | None = None
+    drift: list[Finding] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
 
     def of_kind(self, kind: str, channel: str = "ops") -> list[Notification]:
@@ -169,7 +175,33 @@ class StubActivities:
     @activity.defn(name=names.CHECK_CREDENTIAL)
     async def check_credential(self, req: CheckCredentialInput) -> CredentialCheck:
         self._count()
-        return CredentialCheck(present=req.key_id in self.graph.keys)
+        drift = self.graph.drift if req.expected is not None else []
+        return CredentialCheck(present=req.key_id in self.graph.keys, drift=drift)
+
+    @activity.defn(name=names.ADOPT_APPLICATION)
+    async def adopt_application(self, req: AdoptInput) -> AdoptResult:
+        self._count()
+        secret = self.graph.hand_made
+        if secret is None:
+            raise failure(f"No app registration with client ID {req.client_id}")
+        self.graph.keys[secret.key_id] = secret
+        review = AppReview(
+            tenant_id=req.tenant_id,
+            application_object_id="app",
+            client_id=req.client_id,
+            service_principal_id="sp",
+            redirect_uris=URIS.as_list(),
+            granted=list(REQUIRED_GRAPH_PERMISSIONS),
+            findings=[
+                Finding(code="permission-not-consented", detail="no admin consent for Contacts.Read", repairable=True)
+            ],
+        )
+        if req.repair:
+            review.findings = [f.model_copy(update={"repaired": True}) for f in review.findings]
+        app = AppIds(
+            tenant_id=req.tenant_id, application_object_id="app", client_id=req.client_id, service_principal_id="sp"
+        )
+        return AdoptResult(review=review, app=app, secret=secret)
 
     @activity.defn(name=names.REMOVE_CLIENT_SECRET)
     async def remove_client_secret(self, req: RemoveSecretInput) -> ActivityResult:
@@ -263,14 +295,16 @@ class StubWorld:
     graph: FakeGraph
     task_queue: str
 
-    def onboard(self, integration_id: str, **options: Any) -> OnboardInput:
+    def onboard(self, integration_id: str, *, adopt: str | None = None, **options: Any) -> OnboardInput:
+        """``adopt``: take over the app with that client ID instead of registering one."""
         return OnboardInput(
             integration_id=integration_id,
             tenant_id=TENANT,
-            redirect_uris=URIS,
+            redirect_uris=None if adopt else URIS,
             publish_search_attributes=False,
             schedule_rotations=False,
             options=LifecycleOptions(**options),
+            adopt=AdoptSpec(client_id=adopt) if adopt else None,
         )
 
     async def start(self, onboard: OnboardInput) -> WorkflowHandle[Any, Any]:
