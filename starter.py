@@ -1,8 +1,12 @@
 """The operator's CLI: start an integration, hand over the human steps, watch it, reveal the secret.
 
-    python starter.py onboard acme --redirect-uri https://… [--sso-redirect-uri https://…]
+    python starter.py onboard acme --redirect-uri https://… [--sso-redirect-uri https://…] [--plan]
+    python starter.py onboard --from fleet.csv [--plan]      # every row checked before any starts
+    python starter.py adopt acme --app-id <client ID> [--plan] [--no-repair] [--yes]   # set up by hand
+    python starter.py adopt --discover [--adopt-all] [--yes] # apps that look like Yeastar integrations
+    python starter.py check acme            # the daily check now: drift repaired or reported
     python starter.py status acme [--watch] [--json]
-    python starter.py list
+    python starter.py list [--tenant contoso.com]
     python starter.py redirect-uris acme --redirect-uri https://… [--sso-redirect-uri https://…]
     python starter.py consent acme [--by admin@contoso.com]
     python starter.py retry acme
