@@ -59,6 +59,7 @@ from control import (
 )
 from fleet import adopt, discover, plan_onboarding, read_fleet_csv, review_app, suggested_id
 from models.integration import (
+    GUID_RE,
     MAX_SECRET_LIFETIME_DAYS,
     ConsentConfirmation,
     IntegrationStatus,
@@ -68,6 +69,7 @@ from models.integration import (
     Phase,
     RedirectUris,
     in_words,
+    validate_integration_id,
 )
 from models.review import AppReview, Finding, PlannedChange
 from workflows.integration import IntegrationWorkflow
@@ -183,12 +185,21 @@ async def onboard_fleet(cli: Control, args: argparse.Namespace) -> None:
 
 
 async def cmd_adopt(cli: Control, args: argparse.Namespace) -> None:
+    if args.adopt_all and not args.discover:
+        raise UserError("--adopt-all goes with --discover")
+    if args.discover and (args.integration_id or args.app_id):
+        raise UserError("--discover looks through the whole tenant: give no integration ID or --app-id with it")
+    if not args.discover and (args.integration_id is None or args.app_id is None):
+        raise UserError("adopt needs an integration ID and --app-id (or --discover)")
+    if args.app_id is not None and not GUID_RE.match(args.app_id):
+        raise UserError(f"--app-id: {args.app_id!r} is not an Application (client) ID (a GUID, as in the PBX portal)")
+    if not (args.tenant or cli.settings.entra.tenant_id):
+        raise UserError("no tenant: pass --tenant or set YEC_ENTRA__TENANT_ID")
     tenant = await resolve_tenant(cli.settings, args.tenant or cli.settings.entra.tenant_id or "", "--tenant")
     if args.discover:
         await adopt_discovered(cli, args, tenant)
         return
-    if args.integration_id is None or args.app_id is None:
-        raise UserError("adopt needs an integration ID and --app-id (or --discover)")
+    validate_integration_id(args.integration_id)
     found = await review_app(cli, tenant, args.app_id)
     print_review(found)
     if args.plan:

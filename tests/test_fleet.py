@@ -234,3 +234,24 @@ async def test_discover_finds_hand_made_integrations_with_their_expiry(
         assert "hq: adopting" in adopted.stdout and "branch: adopting" in adopted.stdout
         for name in ("hq", "branch"):
             await operator.wait_for(name, lambda s: s["phase"] == "Connected", "adopted")
+
+
+async def test_fleet_commands_refuse_wrong_input_in_one_line(
+    dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path: Path
+) -> None:
+    operator = Operator(operator_env(dev_env, sims, tmp_path), [])
+    unknown_app = "00000000-0000-4000-8000-00000000abcd"
+    for args, message in [
+        (("adopt",), "adopt needs an integration ID and --app-id (or --discover)"),
+        (("adopt", "x", "--app-id", "not-a-guid"), "--app-id: 'not-a-guid' is not an Application (client) ID"),
+        (("adopt", "Bad_Name", "--app-id", unknown_app), "integration ID 'Bad_Name' must be"),
+        (("adopt", "x", "--app-id", unknown_app, "--plan"), f"no app registration with client ID {unknown_app}"),
+        (("adopt", "--adopt-all"), "--adopt-all goes with --discover"),
+        (("adopt", "x", "--discover"), "--discover looks through the whole tenant"),
+        (("onboard",), "onboard needs an integration ID (or --from fleet.csv)"),
+        (("onboard", "x", "--from", "fleet.csv"), "give either an integration ID or --from, not both"),
+        (("onboard", "--from", str(tmp_path / "missing.csv")), "--from: cannot read"),
+    ]:
+        refused = await operator.run(*args, expect=2)
+        assert message in refused.stderr, (args, refused.stderr)
+        assert "Traceback" not in refused.stderr and len(refused.stderr.splitlines()) == 1
