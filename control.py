@@ -206,7 +206,7 @@ class Control:
                     raise UserError(
                         f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
                     ) from None
-                if not (_workflow_not_ready(exc) or _timed_out(exc)):
+                if not (_workflow_not_ready(exc) or _timed_out(exc) or _no_recent_poller(exc)):
                     # e.g. its task queue has no poller: a workflow of another deployment.
                     raise Unavailable(f"integration {integration_id!r} can't answer: {exc.message}") from None
             await asyncio.sleep(0.5)
@@ -280,6 +280,12 @@ def _workflow_not_ready(error: RPCError) -> bool:
 
 def _timed_out(error: RPCError) -> bool:
     return error.status == RPCStatusCode.DEADLINE_EXCEEDED or "timeout" in error.message.lower()
+
+
+def _no_recent_poller(error: RPCError) -> bool:
+    # Said for a task queue partition no poller reached lately: right after workers (re)start, or for
+    # a workflow on a queue nobody polls. Asked again until the deadline; _no_answer then says which.
+    return "no poller seen" in error.message.lower()
 
 
 def onboard_request(fields: Mapping[str, Any], names: Mapping[str, str]) -> OnboardRequest:

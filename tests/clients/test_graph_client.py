@@ -505,6 +505,7 @@ SOME_ID = "00000000-0000-4000-8000-0000000000ff"
 # Every GraphClient call and the least-privileged application permission Microsoft documents for it.
 LEAST_PRIVILEGE: list[tuple[str, GraphCall, str]] = [
     ("upsert_application", lambda g: g.upsert_application("x", APP_BODY), "Application.ReadWrite.All"),
+    ("list_applications", lambda g: g.list_applications(), "Application.Read.All"),
     ("get_application", lambda g: g.get_application(SOME_ID), "Application.Read.All"),
     ("get_application_by_app_id", lambda g: g.get_application_by_app_id(SOME_ID), "Application.Read.All"),
     ("get_application_by_unique_name", lambda g: g.get_application_by_unique_name("x"), "Application.Read.All"),
