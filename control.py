@@ -5,6 +5,7 @@ one-line reason (UserError: the operator can fix it; Unavailable: Temporal or th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -13,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ResetStickyTaskQueueRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
@@ -198,6 +200,7 @@ class Control:
         # The server refuses queries while a workflow task is being retried (after it failed or timed
         # out on a busy worker). That normally passes within seconds, so ask again until the deadline.
         deadline = time.monotonic() + self.answer_within.total_seconds()
+        sticky_reset = False
         while (left := deadline - time.monotonic()) > 0:
             try:
                 return await self.handle(integration_id).query(query, rpc_timeout=timedelta(seconds=left))
@@ -206,11 +209,25 @@ class Control:
                     raise UserError(
                         f"no integration {integration_id!r}; start one with: python starter.py onboard {integration_id}"
                     ) from None
-                if not (_workflow_not_ready(exc) or _timed_out(exc) or _no_recent_poller(exc)):
-                    # e.g. its task queue has no poller: a workflow of another deployment.
+                if _no_recent_poller(exc) and not sticky_reset:
+                    # Queries go to the worker that ran the workflow last; if it died, to the shared queue.
+                    sticky_reset = await self._reset_sticky(integration_id)
+                elif not (_workflow_not_ready(exc) or _timed_out(exc) or _no_recent_poller(exc)):
                     raise Unavailable(f"integration {integration_id!r} can't answer: {exc.message}") from None
             await asyncio.sleep(0.5)
         raise await self._no_answer(integration_id)
+
+    async def _reset_sticky(self, integration_id: str) -> bool:
+        # Not supported everywhere (the time-skipping server): the retries still apply.
+        with contextlib.suppress(RPCError):
+            await self.client.workflow_service.reset_sticky_task_queue(
+                ResetStickyTaskQueueRequest(
+                    namespace=self.client.namespace,
+                    execution=WorkflowExecution(workflow_id=workflow_id_for(integration_id)),
+                ),
+                timeout=ANSWER_WITHIN,
+            )
+        return True
 
     async def _no_answer(self, integration_id: str) -> Unavailable:
         """Why a workflow gave no answer in time, as far as the server can tell."""
@@ -226,10 +243,12 @@ class Control:
                     f"integration {integration_id!r} can't answer: its workflow task keeps failing (attempt "
                     f"{attempt}); the worker's log says why"
                 )
-            if described.task_queue != self.settings.temporal.task_queue:
+            # The workflow's own queue (the description's task_queue may name a worker's sticky queue).
+            task_queue = raw.execution_config.task_queue.name or described.task_queue
+            if task_queue != self.settings.temporal.task_queue:
                 return Unavailable(
                     f"integration {integration_id!r} can't answer: it runs on the task queue "
-                    f"{described.task_queue!r}, which this deployment's workers don't poll"
+                    f"{task_queue!r}, which this deployment's workers don't poll"
                 )
         return Unavailable(
             f"the worker did not answer within {self.answer_within.total_seconds():.0f} s (overloaded, stopped or "

@@ -40,6 +40,8 @@ from typing import Any, NoReturn
 
 from temporalio.service import RPCError
 
+import bootstrap as bootstrap_module
+from clients.errors import ApiError, PermissionDenied
 from common.codec import UnreadablePayload
 from common.dev_server import dev_server_command
 from common.links import LinkSigner
@@ -517,6 +519,78 @@ def re_encrypt_secret_store(settings: Settings) -> None:
         )
 
 
+# ------------------------------------------------- the service's own identity
+
+IDENTITY_COMMANDS = ("bootstrap", "tenant")
+
+
+def add_identity_parsers(sub: Any) -> None:
+    """``bootstrap`` and ``tenant add|check`` (bootstrap.py does the work)."""
+    boot_help = "create or repair the provisioning app registration (an administrator signs in with a code)"
+    boot = sub.add_parser("bootstrap", help=boot_help, description=bootstrap_module.__doc__.split("\n\n")[0])
+    boot.add_argument("--tenant", help="tenant ID or domain (default: YEC_ENTRA__TENANT_ID, else the admin's own)")
+    boot.add_argument("--multi-tenant", action="store_true", help="a multi-tenant app, for customers' tenants too")
+    boot.add_argument("--secret", action="store_true", help="a client secret instead of a certificate")
+    boot.add_argument("--env-file", type=Path, default=Path(".env"), help="the settings file to update (.env)")
+    boot.add_argument("--name", default=bootstrap_module.DEFAULT_NAME, help="the app registration's display name")
+    boot.add_argument(
+        "--days",
+        type=int,
+        default=bootstrap_module.MAX_CERTIFICATE_DAYS,
+        help="lifetime of a new certificate (at most 365) or secret (at most 730), default 365",
+    )
+    boot.add_argument(
+        "--public-client-id",
+        default=bootstrap_module.GRAPH_CLI_CLIENT_ID,
+        help="the public client to sign in with (default: Microsoft Graph Command Line Tools)",
+    )
+    tenant = sub.add_parser("tenant", help="customer tenants of a multi-tenant provisioning app")
+    actions = tenant.add_subparsers(dest="tenant_action", required=True, metavar="ACTION")
+    for action, help_text in (
+        ("add", "print the admin consent URL for a customer's tenant, then check it"),
+        ("check", "can the provisioning app work in this tenant? (per permission)"),
+    ):
+        command = actions.add_parser(action, help=help_text, description=help_text)
+        command.add_argument("tenant", help="the customer's tenant ID or one of its domains")
+        command.add_argument("--env-file", type=Path, default=Path(".env"), help="the settings file (.env)")
+        if action == "add":
+            command.add_argument("--wait", action="store_true", help="check until the consent is there")
+
+
+def run_identity_command(args: argparse.Namespace) -> NoReturn:
+    """Bootstrap or a tenant command, each failure one line: exit 2 for what the administrator can fix
+    (a refusal says why), 3 when Entra or Graph failed otherwise."""
+    try:
+        if args.command == "bootstrap":
+            # The credential settings are what bootstrap (re)makes: a stale one must not stop it.
+            settings = load_settings(_env_file=args.env_file, entra={"client_secret": None, "certificate_path": None})
+            options = bootstrap_module.BootstrapOptions(
+                env_file=args.env_file,
+                tenant=args.tenant,
+                multi_tenant=args.multi_tenant,
+                secret=args.secret,
+                name=args.name,
+                days=args.days,
+                public_client_id=args.public_client_id,
+            )
+            asyncio.run(bootstrap_module.bootstrap(settings, options))
+        else:
+            settings = load_settings(_env_file=args.env_file)
+            if args.tenant_action == "add":
+                asyncio.run(bootstrap_module.add_tenant(settings, args.tenant, wait=args.wait))
+            else:
+                asyncio.run(bootstrap_module.check_tenant(settings, args.tenant))
+    except KeyboardInterrupt:
+        exit_process(130)
+    except (bootstrap_module.BootstrapError, SettingsError) as exc:
+        fail(str(exc))
+    except PermissionDenied as exc:
+        fail(f"Microsoft Graph refused: {exc}")
+    except ApiError as exc:
+        fail(f"Microsoft Entra ID or Graph failed: {exc}", EXIT_UNAVAILABLE)
+    exit_process(0)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="starter.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -613,6 +687,7 @@ def parser() -> argparse.ArgumentParser:
 
     secrets = sub.add_parser("secrets", help="the secret store: check it, re-encrypt the local one")
     secrets.add_argument("action", choices=["check", "re-encrypt"])
+    add_identity_parsers(sub)
     return p
 
 
@@ -632,6 +707,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "generate-key":
         generate_key(args.purpose)
         return
+    if args.command in IDENTITY_COMMANDS:  # no Temporal, no encryption keys: they make the identity
+        run_identity_command(args)
     try:
         settings = load_settings()
         if args.command == "dev-server":

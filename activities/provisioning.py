@@ -159,7 +159,7 @@ class ProvisioningActivities:
         client_id = self._settings.entra.client_id
         assert client_id is not None, "provisioning identity is checked at worker start-up"
         own_sp = await graph.get_service_principal_by_app_id(client_id)
-        granted = await _graph_roles_held(graph, own_sp.id)
+        granted = await graph_roles_held(graph, own_sp.id)
         missing = [need for need, any_of in REQUIRED_ROLES.items() if not set(any_of) & set(granted)]
         if missing:
             raise blocking(
@@ -397,7 +397,7 @@ class ProvisioningActivities:
         warnings: list[str] = []
         evidence = await self._pbx_evidence(graph, app, req, warnings)
 
-        held = await _graph_roles_held(graph, app.service_principal_id)
+        held = await graph_roles_held(graph, app.service_principal_id)
         missing = [p for p in req.permissions if p not in held]
 
         secret = await self._stored_secret(req.integration_id, req.key_id)
@@ -621,7 +621,7 @@ class ProvisioningActivities:
         )
 
 
-async def _graph_roles_held(graph: GraphClient, service_principal_id: str) -> list[str]:
+async def graph_roles_held(graph: GraphClient, service_principal_id: str) -> list[str]:
     """Names of the Microsoft Graph application permissions granted (admin-consented) to a principal."""
     graph_sp = await graph.get_graph_service_principal()
     names = {role_id: name for name, role_id in graph_sp.app_role_ids().items()}

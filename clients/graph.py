@@ -34,6 +34,7 @@ from clients.graph_models import (
     Application,
     AppManagementPolicy,
     AppRoleAssignment,
+    KeyCredential,
     NewPassword,
     OAuth2PermissionGrant,
     PasswordCredential,
@@ -209,6 +210,17 @@ class GraphClient:
             params={"$select": "id,passwordCredentials"},
         )
         return [PasswordCredential.model_validate(p) for p in response.body.get("passwordCredentials", [])]
+
+    async def get_key_credentials(self, object_id: str) -> list[KeyCredential]:
+        """The app's certificates with their ``key``, which Graph returns only for ``$select=keyCredentials``
+        on a single app: what a PATCH must send again to keep them (it replaces the whole collection)."""
+        response = await self._call(
+            "GET",
+            f"applications/{_segment(object_id)}",
+            permission=_APP_READ,
+            params={"$select": "id,keyCredentials"},
+        )
+        return [KeyCredential.model_validate(k) for k in response.body.get("keyCredentials", [])]
 
     # --- service principals and app role assignments ------------------------------------------
 

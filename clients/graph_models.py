@@ -38,6 +38,8 @@ class KeyCredential(GraphModel):
     end_date_time: datetime | None = None
     # Edm.Binary (base64 in JSON); defaults to the certificate's SHA-1 thumbprint bytes.
     custom_key_identifier: str | None = None
+    # The certificate (DER, base64): only from GraphClient.get_key_credentials ($select=keyCredentials).
+    key: str | None = Field(default=None, repr=False)
 
     @property
     def thumbprint(self) -> str | None:

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 _AADSTS_RE = re.compile(r"\bAADSTS\d+")
 _TRACE_RE = re.compile(r"\s*Trace ID:")
 # Codes a brand-new credential or app gives until it has replicated (DOMAIN.md §2: ~4-18 s):
-# invalid client secret, application not found in the directory.
-_NOT_YET_REPLICATED_AADSTS = frozenset({"AADSTS7000215", "AADSTS700016"})
+# invalid client secret, application not found in the directory, a new certificate's key not found.
+_NOT_YET_REPLICATED_AADSTS = frozenset({"AADSTS7000215", "AADSTS700016", "AADSTS700027"})
 # What MSAL assumes when a 429/5xx carries no Retry-After (msal.throttled_http_client).
 _MSAL_DEFAULT_RETRY_AFTER = 5.0
 # A token is reused until this long before it expires (MSAL's own cache would refresh no later).
@@ -372,6 +372,25 @@ def _result_error(result: dict[str, Any], status: int | None, retry_after: str |
     match = _AADSTS_RE.search(description)
     aadsts = f"AADSTS{codes[0]}" if codes else (match.group(0) if match else None)
     return AuthenticationFailed(message, aadsts=aadsts, status=status, code=error, request_id=request_id)
+
+
+def public_client_application(
+    client_id: str,
+    authority: str,
+    *,
+    ca_bundle: Path | None = None,
+    instance_discovery: bool = True,
+    timeout: float = 30.0,
+) -> msal.PublicClientApplication:
+    """An MSAL public client (a person signs in, e.g. with the device code flow) on the process's pooled
+    login session, with a timeout on every request. Synchronous, like all of MSAL (its constructor fetches
+    OIDC discovery): call it from a worker thread. Raises ValueError if the authority is unknown."""
+    return msal.PublicClientApplication(
+        client_id,
+        authority=authority,
+        instance_discovery=instance_discovery,
+        http_client=_MsalHttp(ca_bundle, timeout, None),
+    )
 
 
 def sign_in_application(

@@ -27,6 +27,8 @@ from common.files import write_private
 from common.logging import configure_logging
 from simulators.clock import OffsetClock
 from simulators.entra import EntraSimConfig, EntraSimulator, start_entra_simulator
+from simulators.entra.catalog import CUSTOMER_DOMAIN, CUSTOMER_TENANT_ID
+from simulators.entra.config import ExtraTenant
 from simulators.harness import entra_env, running_simulators, yeastar_env
 from simulators.keyvault import KeyVaultSimulator
 from simulators.tls import load_or_create_local_ca, server_ssl_context
@@ -53,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--latency-ms", type=float, default=0.0)
     group.add_argument("--sign-in-delay", type=float, default=0.0, help="seconds until sign-ins show")
     group.add_argument("--no-p1", action="store_true", help="no Entra P1 licence (beta sign-ins 403)")
+    group.add_argument(
+        "--customer-tenant",
+        action="store_true",
+        help=f"also host a customer tenant ({CUSTOMER_TENANT_ID}, {CUSTOMER_DOMAIN}, admin@{CUSTOMER_DOMAIN})",
+    )
 
     yeastar = argparse.ArgumentParser(add_help=False)
     group = yeastar.add_argument_group("Yeastar simulator")
@@ -99,6 +106,7 @@ def _entra_config(args: argparse.Namespace, data_dir: Path, env: dict[str, str])
         sign_in_delay_seconds=args.sign_in_delay,
         p1_license=not args.no_p1,
         state_file=data_dir / "entra.json",
+        extra_tenants=[ExtraTenant()] if args.customer_tenant else [],
     )
     if "YEC_ENTRA__CLIENT_SECRET" in env:
         config.provisioning_secret = env["YEC_ENTRA__CLIENT_SECRET"]
@@ -171,6 +179,10 @@ async def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
             lines.append(
                 f"Entra simulator:   {entra_sim.url}  (tenant {entra_sim.config.tenant_id}, "
                 f"provisioning app {entra_sim.config.provisioning_client_id})"
+            )
+            lines.extend(
+                f"  customer tenant: {extra.tenant_id} ({extra.domain}, {extra.admin_upn})"
+                for extra in entra_sim.config.extra_tenants
             )
         if yeastar_sim is not None:
             lines.append(

@@ -1,11 +1,11 @@
 """``/_sim`` admin API (no auth, never under /v1.0): inspect state, move the clock, set faults, age the
-provisioning identity's credential, register a web app for user sign-in, and play the human steps
-(interactive admin consent, device code approval)."""
+provisioning identity's credential, register a web app for user sign-in, add users with directory roles,
+and play the human steps (interactive admin consent, device code approval; tenant-wide admin consent is
+in consent.py)."""
 
 from __future__ import annotations
 
 import html
-import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -13,9 +13,11 @@ from aiohttp import web
 
 from simulators.clock import OffsetClock
 from simulators.entra.authorize import html_page
+from simulators.entra.catalog import DIRECTORY_ROLES, GLOBAL_ADMIN_ROLE_TEMPLATE_ID
 from simulators.entra.config import FAULT_FIELDS
 from simulators.entra.context import NOW_KEY, SimContext, new_id, sim_of
 from simulators.entra.directory import (
+    add_delegated_grant,
     application_json,
     assignment_json,
     create_application,
@@ -31,8 +33,9 @@ from simulators.entra.directory import (
     user_json,
 )
 from simulators.entra.errors import AdminError, GraphError
+from simulators.entra.oauth import device_consent_problem
 from simulators.entra.seed import ADMIN_UPN, provisioning_credentials
-from simulators.entra.state import Application, DirectoryUser, PermissionGrant, iso
+from simulators.entra.state import Application, DirectoryUser, iso
 from simulators.entra.validation import validate_application
 
 Json = dict[str, Any]
@@ -79,11 +82,12 @@ def _faults_json(ctx: SimContext) -> Json:
 
 
 async def get_state(request: web.Request) -> web.Response:
-    ctx = sim_of(request)
+    """The home tenant's state, or with ``?tenant=`` (ID or domain) another hosted tenant's."""
+    ctx = _tenant_or_404(sim_of(request), request.query.get("tenant"))
     state = ctx.state
     applications = []
     for app in state.applications():
-        item = application_json(app)
+        item = application_json(app, ctx.domain)
         # Hashes only: secret values are never kept.
         item["passwordCredentials"] = [
             {**c.graph_json(), "secretSha256": c.secret_sha256, "createdDateTime": iso(c.created)}
@@ -94,6 +98,8 @@ async def get_state(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "tenantId": state.tenant_id,
+            "domain": state.domain,
+            "tenants": [{"tenantId": t.tenant_id, "domain": t.domain} for t in ctx.tenants.values()],
             "now": iso(request[NOW_KEY]),
             "faults": _faults_json(ctx),
             "license": {"p1": ctx.config.p1_license},
@@ -118,6 +124,7 @@ async def get_state(request: web.Request) -> web.Response:
                     "clientId": f.client_id,
                     "expires": iso(f.expires),
                     "approved": f.approved_user_id is not None,
+                    "declined": f.declined is not None,
                 }
                 for f in ctx.devices.values()
             ],
@@ -177,25 +184,8 @@ async def interactive_consent(request: web.Request) -> web.Response:
     user = _user_or_404(ctx, body.get("userPrincipalName"))
     if not user.is_global_admin:
         raise AdminError(403, f"{user.user_principal_name} cannot consent on behalf of the organization")
-    state, graph = ctx.state, ctx.graph_sp
-    sp = state.service_principal_by_app_id(app.app_id) or create_service_principal(ctx, app, now)
-    grant = next(
-        (g for g in state.permission_grants(sp.id) if g.resource_id == graph.id and g.consent_type == "AllPrincipals"),
-        None,
-    )
-    if grant is None:
-        grant = PermissionGrant(
-            id=secrets.token_urlsafe(32)[:43],
-            client_id=sp.id,
-            consent_type="AllPrincipals",
-            principal_id=None,
-            resource_id=graph.id,
-            scope=" ".join(dict.fromkeys(scope.split())),
-        )
-        state.add_permission_grant(grant)
-    else:
-        grant.scope = " ".join(dict.fromkeys([*grant.scope.split(), *scope.split()]))
-        state.touch()
+    sp = ctx.state.service_principal_by_app_id(app.app_id) or create_service_principal(ctx, app, now)
+    grant = add_delegated_grant(ctx, sp, ctx.graph_sp, scope.split())
     sign_in = record_sign_in(
         ctx,
         now,
@@ -238,7 +228,10 @@ async def set_license(request: web.Request) -> web.Response:
 
 
 async def approve_device(request: web.Request) -> web.Response:
-    """Approve a pending device code sign-in (JSON for tests, a form post from /devicelogin)."""
+    """Sign a pending device code sign-in in as ``userPrincipalName`` (default: the home tenant's Global
+    Administrator), in that user's tenant (JSON for tests, a form post from /devicelogin). As in Entra, a
+    user who may not consent to what the client asks for is stopped ("Need admin approval": 403 here) and
+    the polling client hears ``authorization_declined``."""
     ctx, now = sim_of(request), request[NOW_KEY]
     from_form = request.content_type == "application/x-www-form-urlencoded"
     body: Json = dict(await request.post()) if from_form else await _body(request)
@@ -246,21 +239,81 @@ async def approve_device(request: web.Request) -> web.Response:
     flow = ctx.devices_by_user_code.get(code)
     if flow is None or now > flow.expires:
         raise AdminError(404, "unknown or expired user code")
-    user = _user_or_404(ctx, body.get("userPrincipalName"))
-    flow.approved_user_id = user.id
+    upn = body.get("userPrincipalName") or ADMIN_UPN
+    found = ctx.find_user(str(upn))
+    if found is None:
+        raise AdminError(404, f"no user {upn!r}")
+    tenant, user = found
+    if flow.tenant_id is not None and flow.tenant_id.lower() != tenant.tenant_id.lower():
+        raise AdminError(
+            400,
+            f"AADSTS50020: User account '{user.user_principal_name}' from identity provider "
+            f"'https://sts.windows.net/{tenant.tenant_id}/' does not exist in tenant '{flow.tenant_id}' and "
+            "cannot access the application in that tenant.",
+        )
+    declined = device_consent_problem(ctx.for_tenant(tenant), flow, user)
+    if declined is not None:
+        flow.declined = declined
+        message = f"Need admin approval. AADSTS{declined[0]}: {declined[1]}"
+        if from_form:
+            return html_page(_DEVICE_PAGE_TITLE, f'<p id="error" role="alert">{html.escape(message)}</p>', status=403)
+        raise AdminError(403, message)
+    flow.approved_user_id, flow.approved_tenant_id = user.id, tenant.tenant_id
     if from_form:
         signed_in = f"Signed in as {user.user_principal_name}. You can close this window."
         return html_page(_DEVICE_PAGE_TITLE, f"<p>{html.escape(signed_in)}</p>")
-    return web.json_response({"approved": True, "userPrincipalName": user.user_principal_name})
+    return web.json_response(
+        {"approved": True, "userPrincipalName": user.user_principal_name, "tenantId": tenant.tenant_id}
+    )
 
 
 async def device_login_page(request: web.Request) -> web.Response:
     form = (
         '<h1>Enter code</h1><form method="post" action="/_sim/device/approve"><input name="user_code" autofocus>'
-        f'<input type="hidden" name="userPrincipalName" value="{html.escape(ADMIN_UPN)}">'
+        '<p><label for="userPrincipalName">Sign in as</label><br>'
+        f'<input id="userPrincipalName" name="userPrincipalName" value="{html.escape(ADMIN_UPN)}"></p>'
         "<button>Sign in as Global Administrator</button></form>"
     )
     return html_page(_DEVICE_PAGE_TITLE, form)
+
+
+def _tenant_or_404(ctx: SimContext, tenant: object) -> SimContext:
+    """``ctx`` acting in the tenant ``tenant`` names (its ID or domain); None: the home tenant."""
+    if tenant is None:
+        return ctx
+    state = ctx.tenant(str(tenant))
+    if state is None:
+        raise AdminError(404, f"no tenant {tenant!r} in this simulator")
+    return ctx.for_tenant(state)
+
+
+async def create_user(request: web.Request) -> web.Response:
+    """Add a user to a tenant: ``{"userPrincipalName", "displayName"?, "directoryRoles"?: [role names or
+    template IDs], "tenant"?: ID or domain}`` → 201 the user (Graph's shape) plus ``directoryRoles`` (IDs)."""
+    body = await _body(request)
+    ctx = _tenant_or_404(sim_of(request), body.get("tenant"))
+    upn, name, roles = body.get("userPrincipalName"), body.get("displayName"), body.get("directoryRoles", [])
+    if not isinstance(upn, str) or "@" not in upn or (name is not None and not isinstance(name, str)):
+        raise AdminError(400, "userPrincipalName (user@domain) is required; displayName must be a string")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise AdminError(400, "directoryRoles must be a list of role names or template IDs")
+    known = set(DIRECTORY_ROLES.values())
+    template_ids = [DIRECTORY_ROLES.get(r, r) for r in roles]
+    unknown = [r for r, t in zip(roles, template_ids, strict=True) if t not in known]
+    if unknown:
+        raise AdminError(400, f"unknown directory roles {unknown}; known: {sorted(DIRECTORY_ROLES)}")
+    if ctx.find_user(upn) is not None:
+        raise AdminError(409, f"a user {upn} already exists")
+    user = DirectoryUser(
+        id=new_id(),
+        display_name=name or upn.split("@")[0],
+        user_principal_name=upn,
+        mail=upn,
+        is_global_admin=GLOBAL_ADMIN_ROLE_TEMPLATE_ID in template_ids,
+        directory_roles=[t for t in template_ids if t != GLOBAL_ADMIN_ROLE_TEMPLATE_ID],
+    )
+    ctx.state.add_user(user)
+    return web.json_response({**user_json(user), "directoryRoles": user.role_template_ids}, status=201)
 
 
 async def create_web_app(request: web.Request) -> web.Response:
@@ -361,6 +414,7 @@ def add_admin_routes(app: web.Application) -> None:
     r.add_post("/_sim/policy", set_policy)
     r.add_post("/_sim/license", set_license)
     r.add_post("/_sim/device/approve", approve_device)
+    r.add_post("/_sim/users", create_user)
     r.add_post("/_sim/apps", create_web_app)
     r.add_post("/_sim/apps/{app_id}/certificates", add_certificate)
     r.add_post("/_sim/provisioning-credential", set_provisioning_credential)

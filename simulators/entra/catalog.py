@@ -14,7 +14,26 @@ KEY_VAULT_RESOURCE = "https://vault.azure.net"
 # Microsoft's own tenant: the owner organisation of first-party service principals such as Graph.
 MICROSOFT_TENANT_ID = "f8cdef31-a31e-4b4a-93e4-5f571e91255a"
 TENANT_DOMAIN = "contoso-sim.onmicrosoft.com"
+# A second (customer) tenant for multi-tenant tests and demos: EntraSimConfig.extra_tenants.
+CUSTOMER_TENANT_ID = "44444444-4444-4444-8444-444444444444"
+CUSTOMER_DOMAIN = "fabrikam-sim.onmicrosoft.com"
+# Template IDs of Microsoft Entra built-in roles (permissions-reference): what a user token's ``wids``
+# claim lists.
 GLOBAL_ADMIN_ROLE_TEMPLATE_ID = "62e90394-69f5-4237-9190-012177145e10"
+PRIVILEGED_ROLE_ADMIN_ROLE_TEMPLATE_ID = "e8611ab8-c189-46e8-94e1-60213ab1f814"
+CLOUD_APP_ADMIN_ROLE_TEMPLATE_ID = "158c047a-c907-4556-b7ef-446551a6b5f7"
+APP_ADMIN_ROLE_TEMPLATE_ID = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
+DIRECTORY_ROLES = {
+    "Global Administrator": GLOBAL_ADMIN_ROLE_TEMPLATE_ID,
+    "Privileged Role Administrator": PRIVILEGED_ROLE_ADMIN_ROLE_TEMPLATE_ID,
+    "Cloud Application Administrator": CLOUD_APP_ADMIN_ROLE_TEMPLATE_ID,
+    "Application Administrator": APP_ADMIN_ROLE_TEMPLATE_ID,
+}
+# Who may consent on behalf of the organisation (grant-admin-consent): any permission of any API ...
+CONSENT_ANY_ROLES = frozenset({GLOBAL_ADMIN_ROLE_TEMPLATE_ID, PRIVILEGED_ROLE_ADMIN_ROLE_TEMPLATE_ID})
+# ... and any permission except Microsoft Graph app roles (application permissions). They also manage
+# every app registration and enterprise app.
+APP_ADMIN_ROLES = CONSENT_ANY_ROLES | {CLOUD_APP_ADMIN_ROLE_TEMPLATE_ID, APP_ADMIN_ROLE_TEMPLATE_ID}
 # The security group whose members may sign in to the connector's web app (its only seeded member is
 # the admin, seed.ADMIN_UPN); fixed so the web app's allowed-group setting can name it.
 OPERATORS_GROUP_ID = "33333333-3333-4333-8333-333333333333"
@@ -96,10 +115,20 @@ GRAPH_SCOPES = (
     Permission("openid", "37f7f235-527c-4136-accd-4a02d197296e", "Sign users in"),
     Permission("profile", "14dad69e-099b-42c9-810b-d002981feec1", "View users' basic profile"),
     Permission("email", "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0", "View users' email address"),
+    Permission("Application.Read.All", "c79f8feb-a9db-4090-85f9-90d820caa0eb", "Read applications"),
+    Permission("Application.ReadWrite.All", "bdfbf15f-ee85-4955-8675-146e8e5296b5", "Read and write all applications"),
+    Permission(
+        "AppRoleAssignment.ReadWrite.All",
+        "84bccea3-f856-4a8a-967b-dbe0a3d53a64",
+        "Manage app permission grants and app role assignments",
+    ),
 )
 
 # Scopes that only shape the token response (OIDC), never a Graph permission.
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
+
+# Delegated permissions any user may consent to for themselves; the rest need an administrator.
+USER_CONSENTABLE_SCOPES = OIDC_SCOPES | {"User.Read"}
 
 ROLE_BY_ID = {p.id: p for p in GRAPH_APP_ROLES}
 ROLE_BY_VALUE = {p.value: p for p in GRAPH_APP_ROLES}
@@ -129,7 +158,7 @@ def graph_scopes_json() -> list[dict[str, object]]:
             "adminConsentDisplayName": p.display_name,
             "id": p.id,
             "isEnabled": True,
-            "type": "User" if p.value in OIDC_SCOPES or p.value == "User.Read" else "Admin",
+            "type": "User" if p.value in USER_CONSENTABLE_SCOPES else "Admin",
             "userConsentDescription": p.display_name,
             "userConsentDisplayName": p.display_name,
             "value": p.value,

@@ -6,7 +6,29 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulators.entra.catalog import DEFAULT_PROVISIONING_ROLES, PROVISIONING_APP_ID, SIM_TENANT_ID
+from simulators.entra.catalog import (
+    CUSTOMER_DOMAIN,
+    CUSTOMER_TENANT_ID,
+    DEFAULT_PROVISIONING_ROLES,
+    PROVISIONING_APP_ID,
+    SIM_TENANT_ID,
+)
+
+
+@dataclass(frozen=True)
+class ExtraTenant:
+    """Another tenant the simulator hosts next to the home one (an MSP's customer): its own directory
+    (apps, service principals, assignments, users, groups, sign-ins, policy) with Microsoft Graph's
+    service principal, a Global Administrator ``admin@{domain}`` and ``users`` more users. Chosen by the
+    tenant in a login path (its ID or ``domain``) and by a Graph token's ``tid``."""
+
+    tenant_id: str = CUSTOMER_TENANT_ID
+    domain: str = CUSTOMER_DOMAIN
+    users: int = 3
+
+    @property
+    def admin_upn(self) -> str:
+        return f"admin@{self.domain}"
 
 
 @dataclass
@@ -19,6 +41,8 @@ class EntraSimConfig:
     # If set, client assertions signed by this certificate's key are also accepted.
     provisioning_certificate_pem: bytes | None = field(default=None, repr=False)
     provisioning_roles: list[str] = field(default_factory=lambda: list(DEFAULT_PROVISIONING_ROLES))
+    # More tenants (customers of an MSP); the provisioning app lives in the home tenant only.
+    extra_tenants: list[ExtraTenant] = field(default_factory=list)
     # Faults (also settable through POST /_sim/faults).
     replication_delay_seconds: float = 0.0
     throttle_every_n_writes: int = 0  # 0 = never; every Nth Graph write answers 429

@@ -90,17 +90,36 @@ def new_password_credential(
     )
 
 
-def new_key_credential(pem: bytes, display_name: str | None = None) -> KeyCredential:
-    cert = x509.load_pem_x509_certificate(pem)
+def new_key_credential(
+    pem: bytes,
+    display_name: str | None = None,
+    *,
+    key_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> KeyCredential:
+    """A certificate credential; its validity is the certificate's unless ``start``/``end`` narrow it."""
+    certificate = x509.load_pem_x509_certificate(pem)
+    return certificate_credential(certificate, display_name, key_id=key_id, start=start, end=end)
+
+
+def certificate_credential(
+    cert: x509.Certificate,
+    display_name: str | None = None,
+    *,
+    key_id: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> KeyCredential:
     der = cert.public_bytes(serialization.Encoding.DER)
     return KeyCredential(
-        key_id=new_id(),
+        key_id=key_id or new_id(),
         display_name=display_name or cert.subject.rfc4514_string(),
         certificate_pem=cert.public_bytes(serialization.Encoding.PEM).decode(),
         sha1_thumbprint=hashlib.sha1(der).hexdigest().upper(),
         sha256_thumbprint=hashlib.sha256(der).hexdigest().upper(),
-        start=cert.not_valid_before_utc,
-        end=cert.not_valid_after_utc,
+        start=start or cert.not_valid_before_utc,
+        end=end or cert.not_valid_after_utc,
     )
 
 
@@ -125,13 +144,17 @@ def apply_app_props(target: Json, changes: Json) -> None:
             target[key] = copy.deepcopy(value)
 
 
-def create_service_principal(ctx: SimContext, app: Application, now: datetime) -> ServicePrincipal:
+def create_service_principal(
+    ctx: SimContext, app: Application, now: datetime, *, owner_tenant_id: str | None = None
+) -> ServicePrincipal:
+    """The app's service principal in ``ctx``'s tenant; ``owner_tenant_id``: the tenant whose app
+    registration it is, when that is another tenant (a multi-tenant app consented here)."""
     sp = ServicePrincipal(
         id=new_id(),
         app_id=app.app_id,
         display_name=app.display_name,
         created=now,
-        app_owner_organization_id=ctx.config.tenant_id,
+        app_owner_organization_id=owner_tenant_id or ctx.tenant_id,
         sign_in_audience=str(app.props.get("signInAudience") or DEFAULT_SIGN_IN_AUDIENCE),
         app_roles=copy.deepcopy(app.props.get("appRoles") or []),
     )
@@ -153,6 +176,40 @@ def assign_app_role(
     )
     ctx.state.add_app_role_assignment(assignment)
     return assignment
+
+
+def add_delegated_grant(
+    ctx: SimContext, client: ServicePrincipal, resource: ServicePrincipal, scopes: list[str]
+) -> PermissionGrant:
+    """Consent for the whole organisation (consentType AllPrincipals) to ``scopes`` of ``resource``:
+    a new oauth2PermissionGrant, or the existing one extended."""
+    grant = next(
+        (
+            g
+            for g in ctx.state.permission_grants(client.id)
+            if g.resource_id == resource.id and g.consent_type == "AllPrincipals"
+        ),
+        None,
+    )
+    if grant is None:
+        grant = PermissionGrant(
+            id=secrets.token_urlsafe(32)[:43],
+            client_id=client.id,
+            consent_type="AllPrincipals",
+            principal_id=None,
+            resource_id=resource.id,
+            scope=" ".join(dict.fromkeys(scopes)),
+        )
+        ctx.state.add_permission_grant(grant)
+    else:
+        grant.scope = " ".join(dict.fromkeys([*grant.scope.split(), *scopes]))
+        ctx.state.touch()
+    return grant
+
+
+def user_roles(user: DirectoryUser | None) -> frozenset[str]:
+    """The directory role template IDs a user holds (none for an unknown user)."""
+    return frozenset(user.role_template_ids) if user is not None else frozenset()
 
 
 def graph_roles_of(ctx: SimContext, sp: ServicePrincipal) -> list[str]:
@@ -188,16 +245,18 @@ def record_sign_in(ctx: SimContext, now: datetime, *, correlation_id: str, **fie
 
 
 # --- JSON shapes -------------------------------------------------------------------------------
-def application_json(app: Application) -> Json:
+def application_json(app: Application, domain: str = TENANT_DOMAIN, *, with_keys: bool = False) -> Json:
+    """``domain``: the verified domain of the app's tenant; ``with_keys``: include each certificate's
+    ``key`` (Graph returns it only on ``$select=keyCredentials`` for a single app)."""
     return {
         "id": app.id,
         "appId": app.app_id,
         "createdDateTime": iso(app.created),
         "deletedDateTime": None,
-        "publisherDomain": TENANT_DOMAIN,
+        "publisherDomain": domain,
         **copy.deepcopy(app.props),
         "passwordCredentials": [c.graph_json() for c in app.password_credentials],
-        "keyCredentials": [c.graph_json() for c in app.key_credentials],
+        "keyCredentials": [c.graph_json(with_key=with_keys) for c in app.key_credentials],
     }
 
 

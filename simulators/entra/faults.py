@@ -38,7 +38,7 @@ def throttle_write(ctx: SimContext, caller_app_id: str) -> None:
             "Too many requests.",
             headers={
                 "Retry-After": _seconds(ctx.config.retry_after_seconds),
-                "x-ms-throttle-scope": f"Tenant_Application/ReadWrite/{ctx.config.tenant_id}/{caller_app_id}",
+                "x-ms-throttle-scope": f"Tenant_Application/ReadWrite/{ctx.tenant_id}/{caller_app_id}",
                 "x-ms-throttle-information": "Throttled by the identity write limit of the app and tenant",
             },
         )

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from simulators.entra.catalog import POLICY_RESTRICT_FOR_APPS_CREATED_AFTER
+from simulators.entra.catalog import (
+    APP_ADMIN_ROLES,
+    CONSENT_ANY_ROLES,
+    GRAPH_APP_ID,
+    POLICY_RESTRICT_FOR_APPS_CREATED_AFTER,
+)
 from simulators.entra.context import NOW_KEY, SimContext, sim_of
 from simulators.entra.directory import (
     application_json,
@@ -31,12 +37,13 @@ from simulators.entra.directory import (
     service_principal_json,
     sign_in_json,
     user_json,
+    user_roles,
 )
 from simulators.entra.errors import GraphError, bad_request, forbidden, invalid_value, not_found
 from simulators.entra.odata import collection, eq_value, odata_context, parse_filter, select
-from simulators.entra.state import Application, PasswordCredential, ServicePrincipal, iso
+from simulators.entra.state import Application, KeyCredential, PasswordCredential, ServicePrincipal, iso
 from simulators.entra.tokens import Principal
-from simulators.entra.validation import validate_application
+from simulators.entra.validation import key_credentials, validate_application
 
 Json = dict[str, Any]
 
@@ -142,9 +149,27 @@ def _lookup_app(request: web.Request) -> tuple[Application | None, str]:
     return state.application_by_unique_name(info["unique_name"]), info["unique_name"]
 
 
-def _check_app_access(principal: Principal, app: Application, *, write: bool) -> None:
-    """Full access by permission, or, with ...OwnedBy, to the apps the caller owns."""
+def _roles_of(request: web.Request, principal: Principal) -> frozenset[str]:
+    """A signed-in user's directory roles (none for an app)."""
+    if principal.kind != "user":
+        return frozenset()
+    return user_roles(sim_of(request).state.user(principal.object_id))
+
+
+def _user_may_manage(request: web.Request, principal: Principal, app: Application) -> bool:
+    """An app's owner or an application administrator; always true for an app's own token."""
+    if principal.kind != "user" or principal.object_id in app.owners:
+        return True
+    return bool(_roles_of(request, principal) & APP_ADMIN_ROLES)
+
+
+def _check_app_access(request: web.Request, principal: Principal, app: Application, *, write: bool) -> None:
+    """Full access by permission, or, with ...OwnedBy, to the apps the caller owns. A user's delegated
+    permission goes no further than the user may: writes to an app they own, or to any as an
+    application administrator (Global, Privileged Role, Cloud Application or Application Administrator)."""
     if principal.permissions & (APP_WRITE if write else APP_READ):
+        if write and not _user_may_manage(request, principal, app):
+            raise forbidden()
         return
     if OWNED_BY in principal.permissions and principal.object_id in app.owners:
         return
@@ -156,8 +181,12 @@ def _app(request: web.Request, *, write: bool) -> Application:
     app, key = _lookup_app(request)
     if app is None:
         raise not_found(key)
-    _check_app_access(principal, app, write=write)
+    _check_app_access(request, principal, app, write=write)
     return app
+
+
+def _app_json(ctx: SimContext) -> Callable[[Application], Json]:
+    return lambda app: application_json(app, ctx.domain)
 
 
 async def list_applications(request: web.Request) -> web.Response:
@@ -170,14 +199,25 @@ async def list_applications(request: web.Request) -> web.Response:
     else:
         found = ctx.state.application_by_app_id(app_id)
         records = [found] if found else []
-    return collection(request, ctx.base_url, "applications", records, application_json, clauses=clauses)
+    return collection(request, ctx.base_url, "applications", records, _app_json(ctx), clauses=clauses)
+
+
+def _key_credentials(body: Json, existing: list[KeyCredential]) -> list[KeyCredential] | None:
+    """The certificates a create/update body sets (removed from ``body``), or None if it sets none."""
+    if "keyCredentials" not in body:
+        return None
+    return key_credentials(body.pop("keyCredentials"), existing)
 
 
 async def _create_app(request: web.Request, body: Json, principal: Principal) -> web.Response:
     ctx = sim_of(request)
+    certificates = _key_credentials(body, [])
     validate_application(ctx, body, existing=None)
     app = create_application(ctx, body, request[NOW_KEY], owners=[principal.object_id])
-    return _entity(request, "applications/$entity", application_json(app), status=201)
+    if certificates is not None:
+        app.key_credentials = certificates
+        ctx.state.touch()
+    return _entity(request, "applications/$entity", application_json(app, ctx.domain), status=201)
 
 
 async def post_application(request: web.Request) -> web.Response:
@@ -186,7 +226,11 @@ async def post_application(request: web.Request) -> web.Response:
 
 
 async def get_application(request: web.Request) -> web.Response:
-    return _entity(request, "applications/$entity", application_json(_app(request, write=False)))
+    """With ``$select`` naming keyCredentials, each certificate's ``key`` too (only for a single app)."""
+    ctx = sim_of(request)
+    selected = {f.strip() for f in request.query.get("$select", "").split(",")}
+    app_json = application_json(_app(request, write=False), ctx.domain, with_keys="keyCredentials" in selected)
+    return _entity(request, "applications/$entity", app_json)
 
 
 async def patch_application(request: web.Request) -> web.Response:
@@ -200,9 +244,12 @@ async def patch_application(request: web.Request) -> web.Response:
         if body.get("uniqueName", key) != key:
             raise bad_request("The uniqueName in the body does not match the one in the URL.")
         return await _create_app(request, {**body, "uniqueName": key}, principal)
-    _check_app_access(principal, app, write=True)
+    _check_app_access(request, principal, app, write=True)
+    certificates = _key_credentials(body, app.key_credentials)
     validate_application(sim_of(request), body, existing=app)
     apply_app_props(app.props, body)
+    if certificates is not None:
+        app.key_credentials = certificates
     state = sim_of(request).state
     state.index_unique_name(app)
     state.touch()
@@ -321,6 +368,8 @@ async def post_service_principal(request: web.Request) -> web.Response:
             "When using this permission, the backing application of the service principal being created must "
             "in the local tenant",
         )
+    if not _user_may_manage(request, principal, app):
+        raise forbidden()
     if ctx.state.service_principal_by_app_id(app_id) is not None:
         raise GraphError(
             409,
@@ -352,8 +401,18 @@ async def list_assignments(request: web.Request) -> web.Response:
     return collection(request, ctx.base_url, f"servicePrincipals('{sp.id}')/{relation}", records, assignment_json)
 
 
+def _check_assignment_rights(request: web.Request, principal: Principal, resource: ServicePrincipal) -> None:
+    """A signed-in user grants app roles only as far as they could consent: Microsoft Graph's app roles
+    (application permissions) need a Global or Privileged Role Administrator (grant-admin-consent)."""
+    if principal.kind != "user":
+        return
+    needed = CONSENT_ANY_ROLES if resource.app_id == GRAPH_APP_ID else APP_ADMIN_ROLES
+    if not _roles_of(request, principal) & needed:
+        raise forbidden()
+
+
 async def post_assignment(request: web.Request) -> web.Response:
-    _require(request, ASSIGNMENT_WRITE)
+    caller = _require(request, ASSIGNMENT_WRITE)
     ctx, now = sim_of(request), request[NOW_KEY]
     path_sp = _sp(request)
     body = await _json_body(request)
@@ -365,6 +424,7 @@ async def post_assignment(request: web.Request) -> web.Response:
     resource = ctx.state.service_principal(resource_id)
     if resource is None:
         raise not_found(resource_id)
+    _check_assignment_rights(request, caller, resource)
     principal = ctx.state.service_principal(principal_id)
     if principal is None:
         raise not_found(principal_id)
@@ -389,7 +449,7 @@ async def post_assignment(request: web.Request) -> web.Response:
 
 
 async def delete_assignment(request: web.Request) -> web.Response:
-    _require(request, ASSIGNMENT_WRITE)
+    caller = _require(request, ASSIGNMENT_WRITE)
     ctx, sp = sim_of(request), _sp(request)
     assignment_id = request.match_info["assignment_id"]
     assignment = ctx.state.app_role_assignment(assignment_id)
@@ -400,6 +460,9 @@ async def delete_assignment(request: web.Request) -> web.Response:
     )
     if assignment is None or owner != sp.id:
         raise not_found(assignment_id)
+    resource = ctx.state.service_principal(assignment.resource_id)
+    if resource is not None:
+        _check_assignment_rights(request, caller, resource)
     ctx.state.remove_app_role_assignment(assignment)
     return web.Response(status=204)
 

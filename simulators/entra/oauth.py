@@ -23,6 +23,7 @@ from aiohttp import web
 from cryptography import x509
 
 from simulators.entra.catalog import (
+    APP_ADMIN_ROLES,
     GRAPH_APP_ID,
     GRAPH_RESOURCE,
     KEY_VAULT_APP_ID,
@@ -30,18 +31,21 @@ from simulators.entra.catalog import (
     OIDC_SCOPES,
     ROLE_BY_VALUE,
     SCOPE_BY_ID,
+    USER_CONSENTABLE_SCOPES,
     WELL_KNOWN_PUBLIC_CLIENTS,
 )
 from simulators.entra.context import (
     CORRELATION_ID_KEY,
     DEVICE_CODE_LIFETIME_SECONDS,
+    MULTI_TENANT_SEGMENTS,
     NOW_KEY,
+    TENANT_CTX_KEY,
     AuthorizationCode,
     DeviceAuthorization,
     SimContext,
     sim_of,
 )
-from simulators.entra.directory import graph_roles_of, record_sign_in
+from simulators.entra.directory import graph_roles_of, record_sign_in, user_roles
 from simulators.entra.errors import OAuthError
 from simulators.entra.state import Application, DirectoryUser, KeyCredential, PasswordCredential
 from simulators.entra.tokens import (
@@ -62,9 +66,15 @@ ASSERTION_LEEWAY_SECONDS = 300
 _USER_CODE_ALPHABET = string.ascii_uppercase + string.digits
 
 
-def check_tenant(request: web.Request, error: str = "invalid_request") -> None:
+def is_multi_tenant_path(request: web.Request) -> bool:
+    """``/organizations/...`` or ``/common/...``: the signed-in user's home tenant is meant."""
+    return request.match_info["tenant"].lower() in MULTI_TENANT_SEGMENTS
+
+
+def check_tenant(request: web.Request, error: str = "invalid_request", *, allow_multi: bool = False) -> None:
+    """A hosted tenant's ID or domain in the path (``allow_multi``: or organizations/common), else 90002."""
     tenant = request.match_info["tenant"]
-    if not sim_of(request).is_tenant(tenant):
+    if not sim_of(request).is_tenant(tenant) and not (allow_multi and is_multi_tenant_path(request)):
         raise OAuthError(
             400,
             error,
@@ -75,14 +85,17 @@ def check_tenant(request: web.Request, error: str = "invalid_request") -> None:
 
 
 async def openid_configuration(request: web.Request) -> web.Response:
-    check_tenant(request, error="invalid_tenant")
+    check_tenant(request, error="invalid_tenant", allow_multi=True)
     ctx = sim_of(request)
-    base, tenant = ctx.base_url, ctx.config.tenant_id
+    base = ctx.base_url
+    # For organizations/common, the endpoints keep that segment and the issuer names no tenant (as Entra's).
+    multi = is_multi_tenant_path(request)
+    tenant = request.match_info["tenant"].lower() if multi else ctx.tenant_id
     return web.json_response(
         {
-            "issuer": ctx.issuer,
+            "issuer": f"{base}/{{tenantid}}/v2.0" if multi else ctx.issuer,
             "authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/authorize",
-            "token_endpoint": ctx.token_endpoint,
+            "token_endpoint": f"{base}/{tenant}/oauth2/v2.0/token",
             "device_authorization_endpoint": f"{base}/{tenant}/oauth2/v2.0/devicecode",
             "end_session_endpoint": f"{base}/{tenant}/oauth2/v2.0/logout",
             "jwks_uri": f"{base}/{tenant}/discovery/v2.0/keys",
@@ -106,7 +119,7 @@ async def openid_configuration(request: web.Request) -> web.Response:
 
 
 async def jwks(request: web.Request) -> web.Response:
-    check_tenant(request, error="invalid_tenant")
+    check_tenant(request, error="invalid_tenant", allow_multi=True)
     # Tokens are HS256 with a private key: there is no public key to publish.
     return web.json_response({"keys": []})
 
@@ -145,15 +158,17 @@ def missing_parameter(name: str) -> OAuthError:
 
 
 def client_app(ctx: SimContext, client_id: str) -> Application:
+    """The client's app registration as seen from ``ctx``'s tenant: its own, or a multi-tenant app of
+    another tenant consented here (it has a service principal here)."""
     if not client_id:
         raise missing_parameter("client_id")
-    app = ctx.state.application_by_app_id(client_id)
+    app = ctx.client_application(client_id)
     if app is None:
         raise OAuthError(
             400,
             "unauthorized_client",
             700016,
-            f"Application with identifier '{client_id}' was not found in the directory '{ctx.config.tenant_id}'. "
+            f"Application with identifier '{client_id}' was not found in the directory '{ctx.tenant_id}'. "
             "This can happen if the application has not been installed by the administrator of the tenant or "
             "consented to by any user in the tenant. You may have sent your authentication request to the wrong "
             "tenant.",
@@ -229,7 +244,7 @@ def _check_assertion(ctx: SimContext, app: Application, assertion: str, now: dat
             assertion,
             public_key,  # type: ignore[arg-type]  # an RSA key from a registered certificate
             algorithms=[algorithm],
-            audience=[ctx.token_endpoint, f"{ctx.base_url}/{ctx.config.tenant_id}/oauth2/token"],
+            audience=[ctx.token_endpoint, f"{ctx.base_url}/{ctx.tenant_id}/oauth2/token"],
             issuer=app.app_id,
             leeway=ASSERTION_LEEWAY_SECONDS,
             options={"require": ["exp", "aud", "iss", "sub"]},
@@ -295,7 +310,7 @@ async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]
             "invalid_resource",
             500011,
             f"The resource principal named {scopes[0].removesuffix('/.default')} was not found in the tenant "
-            f"named {ctx.config.tenant_id}.",
+            f"named {ctx.tenant_id}.",
         )
     sign_in: dict[str, Any] = {
         "app_id": app.app_id,
@@ -324,8 +339,7 @@ async def _client_credentials(request: web.Request, form: Any) -> dict[str, Any]
                 400,
                 "invalid_client",
                 7000229,
-                f"The client application {app.app_id} is missing "
-                f"service principal in the tenant {ctx.config.tenant_id}.",
+                f"The client application {app.app_id} is missing service principal in the tenant {ctx.tenant_id}.",
             )
     except OAuthError as exc:
         record_sign_in(ctx, now, error_code=exc.aadsts, failure_reason=exc.description, **sign_in)
@@ -383,6 +397,10 @@ async def _device_code_grant(request: web.Request, form: Any) -> dict[str, Any]:
             70020,
             "The provided value for the input parameter 'device_code' is not valid. This device code has expired.",
         )
+    if flow.declined is not None:
+        ctx.devices.pop(flow.device_code, None)
+        ctx.devices_by_user_code.pop(flow.user_code, None)
+        raise OAuthError(400, "authorization_declined", *flow.declined)
     if flow.approved_user_id is None:
         raise OAuthError(
             400,
@@ -392,17 +410,49 @@ async def _device_code_grant(request: web.Request, form: Any) -> dict[str, Any]:
         )
     ctx.devices.pop(flow.device_code, None)
     ctx.devices_by_user_code.pop(flow.user_code, None)
-    user = ctx.state.user(flow.approved_user_id)
-    if user is None:
+    # The tokens are the signed-in user's tenant's (for /organizations, their home tenant).
+    tenant = ctx.tenants.get((flow.approved_tenant_id or ctx.tenant_id).lower())
+    user = tenant.user(flow.approved_user_id) if tenant is not None else None
+    if tenant is None or user is None:
         raise OAuthError(400, "invalid_grant", 70000, "The signed-in user no longer exists.")
+    request[TENANT_CTX_KEY] = ctx.for_tenant(tenant)
     return _user_tokens(request, client_id, user, _graph_scope_names(flow.scopes), client_name, interactive=True)
 
 
+def device_consent_problem(ctx: SimContext, flow: DeviceAuthorization, user: DirectoryUser) -> tuple[int, str] | None:
+    """Why ``user`` (of ``ctx``'s tenant) can't complete this device sign-in: the client asks for delegated
+    permissions only an administrator may consent to, the user isn't one who can (Global, Privileged Role,
+    Cloud Application or Application Administrator) and nobody consented for the whole organisation.
+    Entra shows "Need admin approval" then; the polling client hears authorization_declined."""
+    needed = [s for s in _graph_scope_names(flow.scopes) if s not in USER_CONSENTABLE_SCOPES]
+    if not needed or user_roles(user) & APP_ADMIN_ROLES:
+        return None
+    sp = ctx.state.service_principal_by_app_id(flow.client_id)
+    granted = {
+        scope
+        for grant in (ctx.state.permission_grants(sp.id) if sp is not None else [])
+        if grant.consent_type == "AllPrincipals" and grant.resource_id == ctx.graph_sp.id
+        for scope in grant.scope.split()
+    }
+    missing = [s for s in needed if s not in granted]
+    if not missing:
+        return None
+    return (
+        90094,
+        f"The grant requires admin permission: '{flow.client_id}' needs permission to access resources in "
+        f"the organization that only an admin can grant ({', '.join(missing)}). Ask an admin to grant "
+        "permission to this app before you can use it.",
+    )
+
+
 async def _refresh_token_grant(request: web.Request, form: Any) -> dict[str, Any]:
-    ctx, now = sim_of(request), request[NOW_KEY]
+    refresh_token = str(form.get("refresh_token", ""))
+    # At /organizations the refresh token's own tenant answers.
+    ctx, now = sim_of(request).for_token(refresh_token), request[NOW_KEY]
+    request[TENANT_CTX_KEY] = ctx
     client_id = str(form.get("client_id", ""))
     try:
-        claims = decode(ctx, str(form.get("refresh_token", "")), "refresh", now)
+        claims = decode(ctx, refresh_token, "refresh", now)
     except TokenInvalid:
         claims = {}
     user = ctx.state.user(str(claims.get("sub", "")))
@@ -487,7 +537,7 @@ _GRANTS = {
 
 
 async def token(request: web.Request) -> web.Response:
-    check_tenant(request)
+    check_tenant(request, allow_multi=True)
     form = await request.post()
     grant_type = str(form.get("grant_type", ""))
     grant = _GRANTS.get(grant_type)
@@ -495,11 +545,20 @@ async def token(request: web.Request) -> web.Response:
         raise OAuthError(
             400, "unsupported_grant_type", 70003, f"The app requested an unsupported grant type '{grant_type}'."
         )
+    if is_multi_tenant_path(request) and grant_type not in (GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN):
+        # Simulated for device sign-ins only; an app's own token needs its tenant (our wording).
+        raise OAuthError(
+            400,
+            "invalid_request",
+            90002,
+            f"Tenant '{request.match_info['tenant']}' can't be used for the '{grant_type}' grant in this simulator; "
+            "use the tenant's ID or domain.",
+        )
     return web.json_response(await grant(request, form))
 
 
 async def devicecode(request: web.Request) -> web.Response:
-    check_tenant(request)
+    check_tenant(request, allow_multi=True)
     ctx, now = sim_of(request), request[NOW_KEY]
     form = await request.post()
     client_id = str(form.get("client_id", ""))
@@ -512,6 +571,7 @@ async def devicecode(request: web.Request) -> web.Response:
         client_id=client_id,
         scopes=_scopes(form),
         expires=now + timedelta(seconds=DEVICE_CODE_LIFETIME_SECONDS),
+        tenant_id=None if is_multi_tenant_path(request) else ctx.tenant_id,
     )
     ctx.devices[flow.device_code] = flow
     ctx.devices_by_user_code[user_code] = flow

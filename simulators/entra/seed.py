@@ -66,8 +66,14 @@ def stable_id(tenant_id: str, *parts: str) -> str:
 
 
 def new_state(config: EntraSimConfig, now: datetime) -> EntraState:
-    tenant = config.tenant_id
-    state = EntraState(tenant, new_signing_key())
+    """The home tenant, freshly seeded."""
+    return seed_tenant(config.tenant_id, TENANT_DOMAIN, config.users, now)
+
+
+def seed_tenant(tenant: str, domain: str, users: int, now: datetime) -> EntraState:
+    """A tenant with Microsoft Graph's service principal, a Global Administrator ``admin@{domain}``,
+    ``users`` more users and three Microsoft 365 groups."""
+    state = EntraState(tenant, new_signing_key(), domain)
     state.add_service_principal(
         ServicePrincipal(
             id=stable_id(tenant, "sp", GRAPH_APP_ID),
@@ -80,20 +86,21 @@ def new_state(config: EntraSimConfig, now: datetime) -> EntraState:
             oauth2_permission_scopes=graph_scopes_json(),
         )
     )
+    admin_upn = f"admin@{domain}"
     state.add_user(
         DirectoryUser(
             id=stable_id(tenant, "user", "admin"),
             display_name="MOD Administrator",
-            user_principal_name=ADMIN_UPN,
-            mail=ADMIN_UPN,
+            user_principal_name=admin_upn,
+            mail=admin_upn,
             job_title="Global Administrator",
             is_global_admin=True,
         )
     )
-    for n in range(config.users):
+    for n in range(users):
         first, last = _FIRST[n % len(_FIRST)], _LAST[(n // len(_FIRST) + n) % len(_LAST)]
         suffix = "" if n < len(_FIRST) else str(n)
-        upn = f"{first}.{last}{suffix}@{TENANT_DOMAIN}".lower()
+        upn = f"{first}.{last}{suffix}@{domain}".lower()
         state.add_user(
             DirectoryUser(
                 id=stable_id(tenant, "user", str(n)),
@@ -110,12 +117,21 @@ def new_state(config: EntraSimConfig, now: datetime) -> EntraState:
             DirectoryGroup(
                 id=stable_id(tenant, "group", nickname),
                 display_name=name,
-                mail=f"{nickname}@{TENANT_DOMAIN}",
+                mail=f"{nickname}@{domain}",
                 description=description,
                 member_ids=[u.id for u in state.users() if job_titles is None or u.job_title in job_titles],
             )
         )
     return state
+
+
+def extra_tenant_states(config: EntraSimConfig, loaded: list[EntraState], now: datetime) -> list[EntraState]:
+    """The configured extra tenants: as loaded from the state file, else freshly seeded."""
+    by_id = {state.tenant_id.lower(): state for state in loaded}
+    return [
+        by_id.get(extra.tenant_id.lower()) or seed_tenant(extra.tenant_id, extra.domain, extra.users, now)
+        for extra in config.extra_tenants
+    ]
 
 
 def ensure_operators_group(state: EntraState) -> None:

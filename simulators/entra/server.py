@@ -21,7 +21,16 @@ from simulators.clock import Clock, OffsetClock
 from simulators.entra.admin import add_admin_routes
 from simulators.entra.authorize import add_authorize_routes
 from simulators.entra.config import EntraSimConfig
-from simulators.entra.context import CORRELATION_ID_KEY, CTX_KEY, NOW_KEY, REQUEST_ID_KEY, SimContext, new_id
+from simulators.entra.consent import add_consent_routes
+from simulators.entra.context import (
+    CORRELATION_ID_KEY,
+    CTX_KEY,
+    NOW_KEY,
+    REQUEST_ID_KEY,
+    TENANT_CTX_KEY,
+    SimContext,
+    new_id,
+)
 from simulators.entra.errors import AdminError, DropConnection, GraphError, OAuthError
 from simulators.entra.faults import drop_after_commit, throttle_write, transport_faults
 from simulators.entra.graph import PRINCIPAL_KEY, add_graph_routes
@@ -30,12 +39,13 @@ from simulators.entra.persistence import StatePersister, load_state
 from simulators.entra.seed import (
     ProvisioningCredentials,
     ensure_operators_group,
+    extra_tenant_states,
     new_state,
     provisioning_credentials,
     reconcile_provisioning_app,
 )
 from simulators.entra.state import EntraState, RequestRecord
-from simulators.entra.tokens import authenticate, decode
+from simulators.entra.tokens import authenticate, bearer_token, decode
 from simulators.sockets import bind, https_url
 
 __all__ = ["EntraSimulator", "start_entra_simulator"]
@@ -54,6 +64,10 @@ def _json_error(status: int, body: object, headers: dict[str, str] | None = None
 
 async def _graph(request: web.Request, handler: Handler, ctx: SimContext) -> web.StreamResponse:
     now = request[NOW_KEY]
+    # Graph acts in the tenant the token was issued in (its tid).
+    authorization = request.headers.get("Authorization") or ""
+    ctx = ctx.for_token(authorization.partition(" ")[2].strip())
+    request[TENANT_CTX_KEY] = ctx
     request_id = new_id()
     client_request_id = request.headers.get("client-request-id") or request_id
     request[REQUEST_ID_KEY] = request_id
@@ -64,7 +78,7 @@ async def _graph(request: web.Request, handler: Handler, ctx: SimContext) -> web
     response: web.StreamResponse
     try:
         transport_faults(ctx)
-        principal = authenticate(ctx, request.headers.get("Authorization"), now)
+        principal = authenticate(ctx, bearer_token(authorization), now)
         request[PRINCIPAL_KEY] = principal
         if write:
             throttle_write(ctx, principal.app_id)
@@ -96,6 +110,10 @@ async def _graph(request: web.Request, handler: Handler, ctx: SimContext) -> web
 
 async def _login(request: web.Request, handler: Handler, ctx: SimContext) -> web.StreamResponse:
     request[CORRELATION_ID_KEY] = request.headers.get("client-request-id") or new_id()
+    # The tenant in the path (its ID or domain); an unknown one is reported by the handler (AADSTS90002).
+    tenant = ctx.tenant(request.match_info.get("tenant", ""))
+    if tenant is not None:
+        request[TENANT_CTX_KEY] = ctx.for_tenant(tenant)
     try:
         return await handler(request)
     except OAuthError as exc:
@@ -139,7 +157,15 @@ class EntraSimulator:
 
     @property
     def state(self) -> EntraState:
+        """The home tenant's directory."""
         return self._ctx.state
+
+    def tenant_state(self, tenant: str) -> EntraState:
+        """A hosted tenant's directory, by its ID or domain (KeyError if it is not hosted here)."""
+        state = self._ctx.tenant(tenant)
+        if state is None:
+            raise KeyError(f"no tenant {tenant!r} in this simulator")
+        return state
 
     @property
     def clock(self) -> Clock:
@@ -155,11 +181,15 @@ class EntraSimulator:
         """The MSAL authority: ``{url}/{tenant}``."""
         return f"{self.url}/{self.config.tenant_id}"
 
+    def authority_for(self, tenant: str) -> str:
+        """The MSAL authority of another hosted tenant."""
+        return f"{self.url}/{self.tenant_state(tenant).tenant_id}"
+
     async def verify_access_token(self, token: str) -> dict[str, Any]:
         """The claims of an access token this simulator issued, after checking its signature and expiry
         (by the simulator clock): how another simulator, such as Key Vault, validates its callers.
         Raises TokenInvalid (TokenExpired once its lifetime has passed)."""
-        return decode(self._ctx, token, "access", await self._ctx.now())
+        return decode(self._ctx.for_token(token), token, "access", await self._ctx.now())
 
     async def flush(self) -> None:
         """Write pending state to the state file now (it is otherwise written shortly after changes)."""
@@ -190,9 +220,17 @@ async def start_entra_simulator(
     when it exists, else a freshly seeded tenant; the provisioning app is then aligned with ``config``."""
     clock = clock or OffsetClock()
     now = await clock.now()
-    state = (load_state(config.state_file) if config.state_file else None) or new_state(config, now)
-    ctx = SimContext(config=config, state=state, clock=clock, rng=random.Random(config.seed))
-    persister = StatePersister(state, config.state_file, config.persist_debounce_seconds)
+    loaded = (load_state(config.state_file) if config.state_file else None) or []
+    state = loaded[0] if loaded else new_state(config, now)
+    tenants = [state, *extra_tenant_states(config, loaded[1:], now)]
+    ctx = SimContext(
+        config=config,
+        state=state,
+        clock=clock,
+        rng=random.Random(config.seed),
+        tenants={tenant.tenant_id.lower(): tenant for tenant in tenants},
+    )
+    persister = StatePersister(tenants, config.state_file, config.persist_debounce_seconds)
     reconcile_provisioning_app(ctx, now)
     ensure_operators_group(state)
 
@@ -200,6 +238,7 @@ async def start_entra_simulator(
     app[CTX_KEY] = ctx
     add_oauth_routes(app)
     add_authorize_routes(app)
+    add_consent_routes(app)
     add_graph_routes(app)
     add_admin_routes(app)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
@@ -213,5 +252,10 @@ async def start_entra_simulator(
         await persister.close()
         raise
     ctx.base_url = https_url(host, sockets[0].getsockname()[1])
-    log.info("Entra simulator listening on %s (tenant %s)", ctx.base_url, config.tenant_id)
+    log.info(
+        "Entra simulator listening on %s (tenant %s%s)",
+        ctx.base_url,
+        config.tenant_id,
+        "".join(f", {extra.tenant_id} {extra.domain}" for extra in config.extra_tenants),
+    )
     return EntraSimulator(ctx, runner, persister)

@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from simulators.entra.catalog import GLOBAL_ADMIN_ROLE_TEMPLATE_ID, TENANT_DOMAIN
+
 
 def iso(value: datetime) -> str:
     """Graph's timestamp format: UTC with a ``Z`` suffix."""
@@ -64,13 +66,18 @@ class KeyCredential(BaseModel):
     start: datetime
     end: datetime
 
-    def graph_json(self) -> dict[str, Any]:
+    @property
+    def der_base64(self) -> str:
+        """The certificate, DER in base64: the ``key`` Graph takes and returns."""
+        return "".join(line for line in self.certificate_pem.splitlines() if not line.startswith("-----"))
+
+    def graph_json(self, *, with_key: bool = False) -> dict[str, Any]:
         return {
             # Edm.Binary, so base64 in JSON; for a certificate it defaults to the SHA-1 thumbprint's bytes.
             "customKeyIdentifier": base64.b64encode(bytes.fromhex(self.sha1_thumbprint)).decode(),
             "displayName": self.display_name,
             "endDateTime": iso(self.end),
-            "key": None,
+            "key": self.der_base64 if with_key else None,
             "keyId": self.key_id,
             "startDateTime": iso(self.start),
             "type": "AsymmetricX509Cert",
@@ -142,6 +149,14 @@ class DirectoryUser(BaseModel):
     job_title: str | None = None
     business_phones: list[str] = Field(default_factory=list)
     is_global_admin: bool = False
+    # Template IDs of further Microsoft Entra built-in roles (catalog.DIRECTORY_ROLES).
+    directory_roles: list[str] = Field(default_factory=list)
+
+    @property
+    def role_template_ids(self) -> list[str]:
+        """The user's directory roles, as a token's ``wids`` claim lists them."""
+        held = [GLOBAL_ADMIN_ROLE_TEMPLATE_ID] if self.is_global_admin else []
+        return held + [r for r in self.directory_roles if r not in held]
 
 
 class DirectoryGroup(BaseModel):
@@ -192,6 +207,7 @@ class Snapshot(BaseModel):
 
     version: int = 1
     tenant_id: str
+    domain: str = TENANT_DOMAIN
     signing_key: str
     applications: list[Application]
     deleted_applications: list[Application]
@@ -203,6 +219,8 @@ class Snapshot(BaseModel):
     sign_ins: list[SignIn]
     credential_activity: dict[str, CredentialActivity]
     policy: AppManagementPolicy
+    # The home tenant's snapshot carries the other tenants' (EntraSimConfig.extra_tenants).
+    other_tenants: list[Snapshot] = Field(default_factory=list)
 
 
 class RequestRecord(NamedTuple):
@@ -220,8 +238,10 @@ class EntraState:
     MAX_SIGN_INS = 20_000
     REQUEST_LOG_SIZE = 2_000
 
-    def __init__(self, tenant_id: str, signing_key: str) -> None:
+    def __init__(self, tenant_id: str, signing_key: str, domain: str = TENANT_DOMAIN) -> None:
         self.tenant_id = tenant_id
+        # The tenant's verified (initial) domain: OIDC discovery and the login paths accept it too.
+        self.domain = domain
         # Base64 HS256 key for access tokens; persisted so tokens survive a restart.
         self.signing_key = signing_key
         self.policy = AppManagementPolicy()
@@ -415,6 +435,7 @@ class EntraState:
     def to_snapshot(self) -> Snapshot:
         return Snapshot(
             tenant_id=self.tenant_id,
+            domain=self.domain,
             signing_key=self.signing_key,
             applications=self.applications(),
             deleted_applications=list(self.deleted_applications.values()),
@@ -430,7 +451,7 @@ class EntraState:
 
     @classmethod
     def from_snapshot(cls, snapshot: Snapshot) -> EntraState:
-        state = cls(snapshot.tenant_id, snapshot.signing_key)
+        state = cls(snapshot.tenant_id, snapshot.signing_key, snapshot.domain)
         state.policy = snapshot.policy
         state.credential_activity = dict(snapshot.credential_activity)
         state.deleted_applications = {a.id: a for a in snapshot.deleted_applications}

@@ -14,11 +14,7 @@ from typing import Any, Literal
 
 import jwt
 
-from simulators.entra.catalog import (
-    GLOBAL_ADMIN_ROLE_TEMPLATE_ID,
-    GRAPH_APP_ID,
-    GRAPH_RESOURCE,
-)
+from simulators.entra.catalog import GRAPH_APP_ID, GRAPH_RESOURCE
 from simulators.entra.context import SimContext
 from simulators.entra.directory import groups_claim
 from simulators.entra.errors import unauthenticated
@@ -55,7 +51,7 @@ def _times(ctx: SimContext, now: datetime, lifetime: timedelta) -> dict[str, int
 
 
 def _issuer(ctx: SimContext) -> str:
-    return f"https://sts.windows.net/{ctx.config.tenant_id}/"
+    return f"https://sts.windows.net/{ctx.tenant_id}/"
 
 
 def issue_app_token(
@@ -78,7 +74,7 @@ def issue_app_token(
         "idtyp": "app",
         "oid": sp.id,
         "sub": sp.id,
-        "tid": ctx.config.tenant_id,
+        "tid": ctx.tenant_id,
         "uti": secrets.token_urlsafe(16),
         "ver": "1.0",
     }
@@ -89,7 +85,7 @@ def issue_app_token(
 
 def client_info(ctx: SimContext, user: DirectoryUser) -> str:
     """What Entra returns as ``client_info`` (MSAL's account key): base64url JSON, unpadded."""
-    info = json.dumps({"uid": user.id, "utid": ctx.config.tenant_id}).encode()
+    info = json.dumps({"uid": user.id, "utid": ctx.tenant_id}).encode()
     return base64.urlsafe_b64encode(info).decode().rstrip("=")
 
 
@@ -114,9 +110,9 @@ def issue_user_tokens(
         "oid": user.id,
         "scp": " ".join(scopes),
         "sub": user.id,
-        "tid": ctx.config.tenant_id,
+        "tid": ctx.tenant_id,
         "upn": user.user_principal_name,
-        "wids": [GLOBAL_ADMIN_ROLE_TEMPLATE_ID] if user.is_global_admin else [],
+        "wids": user.role_template_ids,
         "ver": "1.0",
     }
     id_token: dict[str, Any] = {
@@ -127,7 +123,7 @@ def issue_user_tokens(
         "oid": user.id,
         "preferred_username": user.user_principal_name,
         "sub": user.id,
-        "tid": ctx.config.tenant_id,
+        "tid": ctx.tenant_id,
         "ver": "2.0",
     }
     if nonce is not None:
@@ -138,6 +134,7 @@ def issue_user_tokens(
     refresh = {
         "client_id": client_id,
         "sub": user.id,
+        "tid": ctx.tenant_id,
         "scp": " ".join(scopes),
         **_times(ctx, now, REFRESH_TOKEN_LIFETIME),
     }
@@ -181,16 +178,21 @@ def decode(ctx: SimContext, token: str, kind: TokenKind, now: datetime) -> dict[
     return claims
 
 
-def authenticate(ctx: SimContext, authorization: str | None, now: datetime) -> Principal:
-    """The Graph caller from an ``Authorization: Bearer`` header, or a 401 GraphError."""
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header, or a 401 GraphError."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthenticated("Access token is empty.")
+    return token.strip()
+
+
+def authenticate(ctx: SimContext, token: str, now: datetime) -> Principal:
+    """The Graph caller from a bearer token of ``ctx``'s tenant, or a 401 GraphError."""
     try:
-        claims = decode(ctx, token.strip(), "access", now)
+        claims = decode(ctx, token, "access", now)
     except TokenInvalid as exc:
         raise unauthenticated(str(exc)) from None
-    if claims.get("aud") not in (GRAPH_RESOURCE, GRAPH_APP_ID) or claims.get("tid") != ctx.config.tenant_id:
+    if claims.get("aud") not in (GRAPH_RESOURCE, GRAPH_APP_ID) or claims.get("tid") != ctx.tenant_id:
         raise unauthenticated("Access token validation failure. Invalid audience.")
     if claims.get("idtyp") == "app":
         return Principal("app", claims["appid"], claims["oid"], frozenset(claims.get("roles", ())))

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
+
 from simulators.entra.context import SimContext
-from simulators.entra.directory import GROUP_MEMBERSHIP_CLAIMS, WRITABLE_APP_PROPERTIES, group_membership_claims
+from simulators.entra.directory import (
+    GROUP_MEMBERSHIP_CLAIMS,
+    WRITABLE_APP_PROPERTIES,
+    certificate_credential,
+    group_membership_claims,
+)
 from simulators.entra.errors import GraphError, bad_request, invalid_value
-from simulators.entra.state import Application
+from simulators.entra.state import Application, KeyCredential
 
 Json = dict[str, Any]
 
@@ -145,3 +156,81 @@ def _validate_unique_name(ctx: SimContext, value: object, existing: Application 
             "Request_MultipleObjectsWithSameKeyValue",
             "Another object with the same value for property uniqueName already exists.",
         )
+
+
+_KEY_CREDENTIAL_PROPERTIES = frozenset(
+    {"customKeyIdentifier", "displayName", "endDateTime", "key", "keyId", "startDateTime", "type", "usage"}
+)
+
+
+def _key_time(entry: Json, prop: str) -> datetime | None:
+    value = entry.get(prop)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value))
+    except ValueError:
+        raise invalid_value("keyCredentials", "Application", f"{prop} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise invalid_value("keyCredentials", "Application", f"{prop} needs a time zone (e.g. Z)")
+    return parsed
+
+
+def _one_year_after(moment: datetime) -> datetime:
+    try:
+        return moment.replace(year=moment.year + 1)
+    except ValueError:  # 29 February
+        return moment.replace(year=moment.year + 1, day=28)
+
+
+def _key_credential(entry: object, existing: list[KeyCredential]) -> KeyCredential:
+    """One entry of a keyCredentials collection as Graph's "add a certificate to an app" how-to describes
+    it: type AsymmetricX509Cert, usage Verify, key = the certificate (DER) in base64; the validity window
+    (startDateTime/endDateTime) within the certificate's and at most one year, by default the certificate's
+    start and one year later (or its end, if sooner)."""
+    prop = "keyCredentials"
+    if not isinstance(entry, dict):
+        raise invalid_value(prop, "Application", "each key credential must be an object")
+    for key in entry:
+        if key not in _KEY_CREDENTIAL_PROPERTIES:
+            raise bad_request(f"Invalid property '{key}'.")
+    if entry.get("type") != "AsymmetricX509Cert" or entry.get("usage") != "Verify":
+        raise invalid_value(prop, "Application", "type must be AsymmetricX509Cert and usage Verify")
+    try:
+        der = base64.b64decode(str(entry.get("key") or ""), validate=True)
+        certificate = x509.load_der_x509_certificate(der)
+    except (binascii.Error, ValueError):
+        raise invalid_value(prop, "Application", "key must be an X.509 certificate (DER) in base64") from None
+    valid_from, valid_to = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    start = _key_time(entry, "startDateTime") or valid_from
+    end = _key_time(entry, "endDateTime") or min(valid_to, _one_year_after(start))
+    if not valid_from <= start < end <= valid_to:
+        raise invalid_value(prop, "Application", "the validity must lie within the certificate's own")
+    if end > _one_year_after(start):
+        raise invalid_value(prop, "Application", "endDateTime can be at most one year after startDateTime")
+    key_id = entry.get("keyId")
+    if key_id is not None:
+        try:
+            key_id = str(uuid.UUID(str(key_id)))
+        except ValueError:
+            raise invalid_value(prop, "Application", "keyId must be a GUID") from None
+    display_name = entry.get("displayName")
+    if display_name is not None and not isinstance(display_name, str):
+        raise invalid_value(prop, "Application", "displayName must be a string")
+    credential = certificate_credential(certificate, display_name, start=start, end=end)
+    # The same certificate sent back keeps its key ID (the append pattern resends every certificate).
+    same = next((k for k in existing if k.sha1_thumbprint == credential.sha1_thumbprint), None)
+    credential.key_id = key_id or (same.key_id if same is not None else credential.key_id)
+    return credential
+
+
+def key_credentials(value: object, existing: list[KeyCredential]) -> list[KeyCredential]:
+    """The app's certificates after writing ``keyCredentials``: PATCH replaces the whole collection, so
+    every certificate to keep must be sent again (with its key, read with $select=keyCredentials)."""
+    if not isinstance(value, list):
+        raise invalid_value("keyCredentials", "Application", "keyCredentials must be an array")
+    credentials = [_key_credential(entry, existing) for entry in value]
+    thumbprints = [c.sha1_thumbprint for c in credentials]
+    if len(set(thumbprints)) != len(thumbprints) or len({c.key_id for c in credentials}) != len(credentials):
+        raise invalid_value("keyCredentials", "Application", "the same certificate or keyId appears twice")
+    return credentials

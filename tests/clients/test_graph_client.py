@@ -514,6 +514,7 @@ LEAST_PRIVILEGE: list[tuple[str, GraphCall, str]] = [
     ("add_password", lambda g: g.add_password(SOME_ID, "x"), "Application.ReadWrite.All"),
     ("remove_password", lambda g: g.remove_password(SOME_ID, SOME_ID), "Application.ReadWrite.All"),
     ("list_passwords", lambda g: g.list_passwords(SOME_ID), "Application.Read.All"),
+    ("get_key_credentials", lambda g: g.get_key_credentials(SOME_ID), "Application.Read.All"),
     ("create_service_principal", lambda g: g.create_service_principal(SOME_ID), "Application.ReadWrite.All"),
     ("get_service_principal_by_app_id", lambda g: g.get_service_principal_by_app_id(SOME_ID), "Application.Read.All"),
     ("get_graph_service_principal", lambda g: g.get_graph_service_principal(), "Application.Read.All"),
