@@ -5,6 +5,8 @@
     python starter.py adopt acme --app-id <client ID> [--plan] [--no-repair] [--yes]   # set up by hand
     python starter.py adopt --discover [--adopt-all] [--yes] # apps that look like Yeastar integrations
     python starter.py check acme            # the daily check now: drift repaired or reported
+    python starter.py bootstrap [--multi-tenant] [--secret]   # create the provisioning identity (device code)
+    python starter.py tenant add fabrikam.com [--wait]        # a customer tenant consents to it
     python starter.py status acme [--watch] [--json]
     python starter.py list [--tenant contoso.com]
     python starter.py redirect-uris acme --redirect-uri https://… [--sso-redirect-uri https://…]
