@@ -166,6 +166,7 @@ async def test_adopt_an_app_set_up_by_hand_then_drift_then_rotation(
 async def test_plans_write_nothing_and_a_fleet_file_is_checked_before_anything_starts(
     dev_env: WorkflowEnvironment, sims: RunningSimulators, tmp_path: Path
 ) -> None:
+    # Integration IDs are unique across tests: they share one dev server, and an ID is a workflow ID.
     env = operator_env(dev_env, sims, tmp_path)
     operator = Operator(env, [])
     writes = sims.entra.state.write_count
@@ -194,8 +195,8 @@ async def test_plans_write_nothing_and_a_fleet_file_is_checked_before_anything_s
     good = tmp_path / "fleet.csv"
     good.write_text(
         "id,tenant,redirect_uri,display_name\n"
-        f"east,{sims.entra.config.tenant_id},https://east.ras.yeastarcloud.com/cb,East office\n"
-        "west,,https://west.ras.yeastarcloud.com/cb,\n"
+        f"csv-east,{sims.entra.config.tenant_id},https://east.ras.yeastarcloud.com/cb,East office\n"
+        "csv-west,,https://west.ras.yeastarcloud.com/cb,\n"
     )
     planned = await operator.run("onboard", "--from", str(good), "--plan")
     assert planned.stdout.count("Graph change(s)") == 2 and "Plan only" in planned.stdout
@@ -203,11 +204,11 @@ async def test_plans_write_nothing_and_a_fleet_file_is_checked_before_anything_s
 
     async with worker_process(env, tmp_path / "worker.log", dev_env.client):
         started = await operator.run("onboard", "--from", str(good))
-        assert "east: started" in started.stdout and "west: started" in started.stdout
+        assert "csv-east: started" in started.stdout and "csv-west: started" in started.stdout
         again = await operator.run("onboard", "--from", str(good))
-        assert "east: already running" in again.stdout
+        assert "csv-east: already running" in again.stdout
         listed = await operator.run("list", "--tenant", sims.entra.config.tenant_id)
-        assert "east" in listed.stdout and "west" in listed.stdout
+        assert "csv-east" in listed.stdout and "csv-west" in listed.stdout
         other = await operator.run("list", "--tenant", "00000000-0000-4000-8000-000000000001")
         assert "no integrations" in other.stdout
 
