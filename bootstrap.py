@@ -619,16 +619,7 @@ async def verify_provisioning_identity(
     """Sign in as the app with its new credential (waiting out replication) and read its own app role
     assignments, as preflight does."""
     entra = settings.entra
-    tokens = MsalTokenProvider(
-        tenant_id,
-        client_id,
-        credential,
-        authority_host=entra.authority_host,
-        graph_base_url=entra.graph_base_url,
-        ca_bundle=entra.ca_bundle,
-        instance_discovery=entra.instance_discovery,
-        retry=entra.retry,
-    )
+    tokens = MsalTokenProvider.for_app(entra, tenant_id, client_id, credential)
     out("Signing in as the provisioning app…")
     waited = await tokens.prove_secret_works(timeout=REPLICATION_TIMEOUT)
     out(f"  Token received{f' after {waited:.0f} s' if waited >= 1 else ''}.")

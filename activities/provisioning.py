@@ -111,18 +111,7 @@ class ProvisioningActivities:
         self, tenant_id: str, client_id: str, secret: SecretStr, sign_in_id: str
     ) -> MsalTokenProvider:
         """Sign in as an integration's app, every sign-in marked with the workflow's ``sign_in_id``."""
-        entra = self._settings.entra
-        return MsalTokenProvider(
-            tenant_id,
-            client_id,
-            secret,
-            authority_host=entra.authority_host,
-            graph_base_url=entra.graph_base_url,
-            ca_bundle=entra.ca_bundle,
-            instance_discovery=entra.instance_discovery,
-            retry=entra.retry,
-            correlation_id=sign_in_id,
-        )
+        return MsalTokenProvider.for_app(self._settings.entra, tenant_id, client_id, secret, correlation_id=sign_in_id)
 
     async def _yeastar(self) -> YeastarClient:
         """One client for the worker's lifetime: one PBX API token (refreshed as it nears expiry)

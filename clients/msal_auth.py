@@ -202,15 +202,29 @@ class MsalTokenProvider:
         else:
             assert entra.client_secret is not None
             credential = entra.client_secret
+        return cls.for_app(entra, entra.tenant_id, entra.client_id, credential)
+
+    @classmethod
+    def for_app(
+        cls,
+        entra: EntraSettings,
+        tenant_id: str,
+        client_id: str,
+        credential: Credential,
+        *,
+        correlation_id: str | None = None,
+    ) -> MsalTokenProvider:
+        """Any app's credential, on the endpoints and CA bundle in ``entra``."""
         return cls(
-            entra.tenant_id,
-            entra.client_id,
+            tenant_id,
+            client_id,
             credential,
             authority_host=entra.authority_host,
             graph_base_url=entra.graph_base_url,
             ca_bundle=entra.ca_bundle,
             instance_discovery=entra.instance_discovery,
             retry=entra.retry,
+            correlation_id=correlation_id,
         )
 
     def __repr__(self) -> str:
