@@ -211,13 +211,14 @@ class Control:
                     ) from None
                 if _no_recent_poller(exc) and not sticky_reset:
                     # Queries go to the worker that ran the workflow last; if it died, to the shared queue.
-                    sticky_reset = await self._reset_sticky(integration_id)
+                    await self._reset_sticky(integration_id)
+                    sticky_reset = True
                 elif not (_workflow_not_ready(exc) or _timed_out(exc) or _no_recent_poller(exc)):
                     raise Unavailable(f"integration {integration_id!r} can't answer: {exc.message}") from None
             await asyncio.sleep(0.5)
         raise await self._no_answer(integration_id)
 
-    async def _reset_sticky(self, integration_id: str) -> bool:
+    async def _reset_sticky(self, integration_id: str) -> None:
         # Not supported everywhere (the time-skipping server): the retries still apply.
         with contextlib.suppress(RPCError):
             await self.client.workflow_service.reset_sticky_task_queue(
@@ -227,7 +228,6 @@ class Control:
                 ),
                 timeout=ANSWER_WITHIN,
             )
-        return True
 
     async def _no_answer(self, integration_id: str) -> Unavailable:
         """Why a workflow gave no answer in time, as far as the server can tell."""

@@ -81,10 +81,11 @@ async def discover(control: Control, tenant_id: str) -> list[Candidate]:
     control.settings.entra.require_provisioning_identity()
     found: list[Candidate] = []
     async with graph_for(control.settings, tenant_id) as graph:
+        graph_sp = await graph.get_graph_service_principal()
         for app in await graph.list_applications():
             if any(SERVICE_TAG in (p.display_name or "") for p in app.password_credentials):
                 continue  # onboarded (or already adopted and rotated) by this service
-            state = await read_app(graph, tenant_id, app)
+            state = await read_app(graph, tenant_id, app, graph_sp)
             if reasons := looks_like_yeastar(state):
                 found.append(Candidate(review(state), reasons))
     return sorted(found, key=lambda c: (c.soonest_expiry is None, c.soonest_expiry))

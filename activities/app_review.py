@@ -9,6 +9,7 @@ import contextlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from clients.errors import Conflict, NotFound
@@ -46,20 +47,22 @@ class AppState:
     graph: ServicePrincipal  # Microsoft Graph's own service principal (permission names and IDs)
     assignments: list[AppRoleAssignment]  # the app's app role assignments on Microsoft Graph
 
-    @property
+    @cached_property
     def role_ids(self) -> dict[str, str]:
         return self.graph.app_role_ids()
 
-    @property
-    def granted(self) -> list[str]:
-        names = {role_id: name for name, role_id in self.role_ids.items()}
-        return sorted(names.get(a.app_role_id, a.app_role_id) for a in self.assignments)
+    @cached_property
+    def _role_names(self) -> dict[str, str]:
+        return {role_id: name for name, role_id in self.role_ids.items()}
 
-    @property
+    @cached_property
+    def granted(self) -> list[str]:
+        return sorted(self._role_names.get(a.app_role_id, a.app_role_id) for a in self.assignments)
+
+    @cached_property
     def requested(self) -> set[str]:
-        names = {role_id: name for name, role_id in self.role_ids.items()}
         return {
-            names.get(access.id, access.id)
+            self._role_names.get(access.id, access.id)
             for resource in self.app.required_resource_access
             if resource.resource_app_id == GRAPH_APP_ID
             for access in resource.resource_access
@@ -67,8 +70,12 @@ class AppState:
         }
 
 
-async def read_app(graph: GraphClient, tenant_id: str, app: Application) -> AppState:
-    graph_sp = await graph.get_graph_service_principal()
+async def read_app(
+    graph: GraphClient, tenant_id: str, app: Application, graph_sp: ServicePrincipal | None = None
+) -> AppState:
+    """``graph_sp``: Microsoft Graph's service principal when the caller already has it (one read for
+    a whole tenant's apps)."""
+    graph_sp = graph_sp or await graph.get_graph_service_principal()
     service_principal = None
     assignments: list[AppRoleAssignment] = []
     with contextlib.suppress(NotFound):
